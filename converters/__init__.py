@@ -1,0 +1,1 @@
+"""The converter graph: formats, layouts and verification."""

@@ -1,0 +1,1 @@
+"""Hub I/O, model cards, batch conversion and the local Hub."""

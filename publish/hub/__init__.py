@@ -1,0 +1,1 @@
+"""A Hub-compatible HTTP server: the offline default and the test peer."""
