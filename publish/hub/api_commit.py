@@ -1,0 +1,233 @@
+"""Writing: preupload, the NDJSON commit endpoint (with `create_pr` and `parentCommit`), and
+discussions / pull requests (list, details, create, comment, status, merge)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import json
+import os
+import sqlite3
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .api_repos import read_json
+from .auth import HubContext
+from .blobs import git_blob_sha1, lfs_pointer
+from .errors import ApiError, bad_request, forbidden
+from .responses import base_url, iso, json_response
+from .storage import GITATTRIBUTES, Repo, branch_ref
+
+REGULAR_LIMIT = 10 << 20
+LFS_PATTERNS = [line.split()[0] for line in GITATTRIBUTES.splitlines() if line]
+DISCUSSION_PAGE = 50
+
+
+def check_path(path: Any) -> str:
+    """Reject paths that could escape the repository or confuse git."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\0" in path:
+        raise bad_request(f"Invalid path: {path!r}")
+    parts = path.split("/")
+    if any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
+        raise bad_request(f"Invalid path: {path!r}")
+    return path
+
+
+def upload_mode(path: str, size: int, sample: bytes) -> str:
+    """LFS for big, binary or LFS-pattern files (like the Hub's .gitattributes); regular otherwise."""
+    if size == 0:
+        return "regular"
+    name = path.rsplit("/", 1)[-1]
+    if size > REGULAR_LIMIT or b"\0" in sample or any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p)
+                                                      for p in LFS_PATTERNS):
+        return "lfs"
+    return "regular"
+
+
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name) in ("1", "true", "True")
+
+
+async def preupload(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev: str) -> Response:
+    repo, _ = ctx.repo(request, t, ns, name, write=True)
+    files = ctx.store.tree_files(ctx.store.resolve(repo, rev))
+    data = await read_json(request)
+    out = []
+    for f in data.get("files") or []:
+        path = check_path(f.get("path"))
+        try:
+            sample = base64.b64decode(f.get("sample") or "")
+        except binascii.Error:
+            sample = b""
+        mode = upload_mode(path, int(f.get("size") or 0), sample)
+        item: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
+        if entry := files.get(path):
+            # The client drops a file whose id equals this one: it is unchanged.
+            item["oid"] = entry[2] if entry[2] else entry[0]
+        out.append(item)
+    return json_response({"files": out, "commitOid": None})
+
+
+def _op(ctx: HubContext, repo: Repo, key: str, value: dict[str, Any]) -> tuple[str, str, list[Any] | None]:
+    path = check_path(value.get("path"))
+    if key == "file":
+        if value.get("encoding", "base64") != "base64":
+            raise bad_request(f"Unsupported encoding for {path}")
+        try:
+            content = base64.b64decode(value.get("content") or "", validate=True)
+        except binascii.Error:
+            raise bad_request(f"Invalid base64 content for {path}") from None
+        sha1, size = ctx.store.blobs.put_regular(content)
+        return ("add", path, [sha1, size, None])
+    if key == "lfsFile":
+        oid = str(value.get("oid", ""))
+        if value.get("algo", "sha256") != "sha256":
+            raise bad_request("Only sha256 LFS objects are supported")
+        size = ctx.store.lfs_size(repo, oid)  # a server-side copy sends no size
+        if size is None or not ctx.store.blobs.has_lfs(oid):
+            raise bad_request(f"LFS object {oid} for {path} was not uploaded to this repository")
+        if value.get("size") is not None and int(value["size"]) != size:
+            raise bad_request(f"Size of {path} does not match its LFS object")
+        return ("add", path, [git_blob_sha1(lfs_pointer(oid, size)), size, oid])
+    if key == "deletedFile":
+        return ("delete", path, None)
+    if key == "deletedFolder":
+        return ("delete_folder", path.rstrip("/"), None)
+    raise bad_request(f"Unknown commit operation {key!r}")
+
+
+async def commit(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev: str) -> Response:
+    repo, user = ctx.repo(request, t, ns, name, write=True)
+    # Spool the body to disk first: regular files arrive base64-inline and may be large.
+    fd, spool = ctx.store.blobs.tmp_file(".ndjson")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in request.stream():
+                f.write(chunk)
+        header: dict[str, Any] | None = None
+        ops = []
+        with open(spool, "rb") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                    key, value = obj["key"], obj["value"]
+                except (ValueError, KeyError, TypeError):
+                    raise bad_request("Malformed commit payload: each line must be {key, value}") from None
+                if key == "header":
+                    header = value
+                else:
+                    ops.append(_op(ctx, repo, key, value))
+    finally:
+        spool.unlink(missing_ok=True)
+    if header is None:
+        raise bad_request("Commit payload has no header line")
+    title = str(header.get("summary") or "").strip() or "Upload files"
+    message = str(header.get("description") or "")
+    parent = header.get("parentCommit")
+    store = ctx.store
+    with store.tx():
+        pr_num = None
+        if _flag(request, "create_pr"):
+            pr_num = store.create_discussion(repo, title, message, user or "", True, branch_ref(rev))
+            ref = f"refs/pr/{pr_num}"
+        else:
+            ref = branch_ref(rev)
+            if ref.startswith("refs/pr/"):
+                d = store.discussion(repo, int(ref.rsplit("/", 1)[1]))
+                if d["status"] not in ("open", "draft"):
+                    raise forbidden(f"Pull request {d['num']} is {d['status']}: it takes no more commits")
+                pr_num = d["num"]
+        cid = store.commit(repo, ref, ops, title, message, user or "", parent)
+        if pr_num is not None:
+            store.add_event(repo, pr_num, "commit", user or "", {"subject": title, "oid": cid})
+    base = f"{base_url(request)}/{repo.repo_id}"
+    return json_response({
+        "success": True, "commitOid": cid, "commitUrl": f"{base}/commit/{cid}",
+        "pullRequestUrl": f"{base}/discussions/{pr_num}" if pr_num is not None and _flag(request, "create_pr") else None,
+    })
+
+
+def discussion_json(repo: Repo, d: sqlite3.Row) -> dict[str, Any]:
+    return {"num": d["num"], "title": d["title"], "status": d["status"], "isPullRequest": bool(d["is_pr"]),
+            "createdAt": iso(d["created_at"]), "author": {"name": d["author"]}, "pinned": False,
+            "repo": {"name": repo.repo_id, "type": repo.type}, "numComments": 0, "topReactions": []}
+
+
+def event_json(e: sqlite3.Row) -> dict[str, Any]:
+    return {"id": f"{e['id']:024x}", "type": e["type"], "createdAt": iso(e["created_at"]),
+            "author": {"name": e["author"]}, "data": json.loads(e["data"])}
+
+
+async def list_discussions(ctx: HubContext, request: Request, t: str, ns: str, name: str) -> Response:
+    repo, user = ctx.repo(request, t, ns, name, write=request.method == "POST")
+    if request.method == "POST":
+        data = await read_json(request)
+        title = str(data.get("title") or "").strip()
+        if len(title) < 3:
+            raise bad_request("Title must be at least 3 characters")
+        num = ctx.store.create_discussion(repo, title, str(data.get("description") or ""), user or "",
+                                          bool(data.get("pullRequest")))
+        return json_response({"num": num, **discussion_json(repo, ctx.store.discussion(repo, num))})
+    qp = request.query_params
+    items = ctx.store.discussions(repo)
+    kind = qp.get("type", "all")
+    if kind in ("discussion", "pull_request"):
+        items = [d for d in items if bool(d["is_pr"]) == (kind == "pull_request")]
+    status = qp.get("status", "all")
+    if status == "open":
+        items = [d for d in items if d["status"] in ("open", "draft")]
+    elif status == "closed":
+        items = [d for d in items if d["status"] in ("closed", "merged")]
+    if author := qp.get("author"):
+        items = [d for d in items if d["author"] == author]
+    start = int(qp.get("p", "0") or 0) * DISCUSSION_PAGE
+    page = items[start:start + DISCUSSION_PAGE]
+    return json_response({"discussions": [discussion_json(repo, d) for d in page], "count": len(items),
+                          "start": start})
+
+
+async def discussion(ctx: HubContext, request: Request, t: str, ns: str, name: str, num: str) -> Response:
+    repo, _ = ctx.repo(request, t, ns, name)
+    d = ctx.store.discussion(repo, int(num))
+    out = discussion_json(repo, d)
+    out["events"] = [event_json(e) for e in ctx.store.events(repo, d["num"])]
+    if d["is_pr"]:
+        changes, conflicts = ctx.store.pr_changes(repo, d)
+        base = d["base_ref"].removeprefix("refs/heads/")
+        out["changes"] = {"base": base, **({"mergeCommitId": d["merge_commit"]} if d["merge_commit"] else {})}
+        out["filesWithConflicts"] = conflicts
+        out["diff"] = "".join(f"{'deleted' if v is None else 'changed'}: {p}\n" for p, v in sorted(changes.items()))
+    return json_response(out)
+
+
+async def discussion_action(ctx: HubContext, request: Request, t: str, ns: str, name: str, num: str,
+                            action: str) -> Response:
+    repo, user = ctx.repo(request, t, ns, name, write=True)
+    n = int(num)
+    d = ctx.store.discussion(repo, n)
+    data = await read_json(request)  # merge may come with an empty body and no content type
+    comment = str(data.get("comment") or "")
+    if comment:
+        eid = ctx.store.add_event(repo, n, "comment", user or "",
+                                  {"edited": False, "hidden": False, "latest": {"raw": comment, "html": ""}})
+        if action == "comment":
+            return json_response({"newMessage": event_json(ctx.store.events(repo, n)[-1]) | {"id": f"{eid:024x}"}})
+    if action == "comment":
+        raise bad_request("Comment is empty")
+    if action == "merge":
+        cid = ctx.store.merge_pr(repo, n, user or "")
+        return json_response({"mergeCommitId": cid})
+    if action == "status":
+        status = data.get("status")
+        if status not in ("open", "closed"):
+            raise bad_request("status must be 'open' or 'closed'")
+        if d["status"] == "merged":
+            raise ApiError(409, "A merged pull request cannot change status", "Conflict")
+        ctx.store.set_status(repo, n, status)
+        eid = ctx.store.add_event(repo, n, "status-change", user or "", {"status": status})
+        return json_response({"newStatus": event_json(ctx.store.events(repo, n)[-1]) | {"id": f"{eid:024x}"}})
+    raise bad_request(f"Unknown discussion action {action!r}")

@@ -1,0 +1,196 @@
+"""Git LFS over HTTP: the batch API (basic and multipart transfers), upload and verify.
+
+Upload requests carry no Authorization header (the client drops it), so the batch answer hands
+out URLs signed with the data dir's secret, bound to (repository, oid, size, expiry). Bodies are
+streamed to a temporary file and hashed while written; only a verified file is renamed into
+the content-addressed store, so memory stays flat whatever the file size.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from .auth import HubContext
+from .errors import ApiError, bad_request, forbidden
+from .responses import base_url, json_response
+
+LFS_JSON = "application/vnd.git-lfs+json"
+MULTIPART_THRESHOLD = 64 << 20
+PART_SIZE = 16 << 20
+TICKET_TTL = 24 * 3600
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _sign(ctx: HubContext, repo_id: int, oid: str, size: int, expiry: int) -> str:
+    msg = f"{repo_id}:{oid}:{size}:{expiry}".encode()
+    return hmac.new(ctx.secret, msg, hashlib.sha256).hexdigest()[:40]
+
+
+def _ticket_url(ctx: HubContext, request: Request, repo_id: int, oid: str, size: int) -> str:
+    expiry = int(time.time()) + TICKET_TTL
+    return f"{base_url(request)}/lfs/upload/{repo_id}/{oid}/{size}/{expiry}/{_sign(ctx, repo_id, oid, size, expiry)}"
+
+
+def check_ticket(ctx: HubContext, repo_id: str, oid: str, size: str, expiry: str, sig: str) -> tuple[int, int]:
+    """Validate a signed upload URL; returns (repository id, size)."""
+    try:
+        rid, nbytes, exp = int(repo_id), int(size), int(expiry)
+    except ValueError:
+        raise forbidden("Malformed upload URL") from None
+    if not SHA256_RE.match(oid) or not hmac.compare_digest(sig, _sign(ctx, rid, oid, nbytes, exp)):
+        raise forbidden("Invalid upload signature")
+    if exp < time.time():
+        raise forbidden("Upload URL expired; run the upload again")
+    return rid, nbytes
+
+
+def lfs_error(status: int, message: str) -> Response:
+    body = json.dumps({"message": message}).encode()
+    return Response(body, status_code=status, media_type=LFS_JSON)
+
+
+async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = "model") -> Response:
+    data: dict[str, Any] = json.loads(await request.body() or b"{}")
+    operation = data.get("operation")
+    repo, _ = ctx.repo(request, t, ns, name, write=operation == "upload")
+    if operation != "upload":
+        raise bad_request("Only the upload operation is served; download through /resolve/")
+    if data.get("hash_algo", "sha256") != "sha256":
+        raise bad_request("Only sha256 is supported")
+    objects = []
+    for obj in data.get("objects") or []:
+        oid, size = str(obj.get("oid", "")), obj.get("size")
+        if not SHA256_RE.match(oid) or not isinstance(size, int) or size < 0:
+            objects.append({"oid": oid, "size": int(size) if isinstance(size, int) else 0,
+                            "error": {"code": 422, "message": "Invalid oid or size"}})
+            continue
+        item: dict[str, Any] = {"oid": oid, "size": size}
+        # Already stored for this repository: no actions means "skip the upload".
+        # An object stored for another repository must be uploaded again: having its hash is not
+        # proof of having its bytes.
+        if not (ctx.store.lfs_size(repo, oid) == size and ctx.store.blobs.has_lfs(oid)):
+            href = _ticket_url(ctx, request, repo.id, oid, size)
+            upload: dict[str, Any] = {"href": href}
+            if size > MULTIPART_THRESHOLD:
+                n_parts = -(-size // PART_SIZE)
+                upload["header"] = {"chunk_size": str(PART_SIZE),
+                                    **{f"{i:05d}": f"{href}/part/{i}" for i in range(1, n_parts + 1)}}
+            verify = f"{base_url(request)}/{ns}/{name}.git/info/lfs/objects/verify"
+            item["actions"] = {"upload": upload, "verify": {"href": verify}}
+            item["authenticated"] = True
+        objects.append(item)
+    body = json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode()
+    return Response(body, media_type=LFS_JSON)
+
+
+async def _stream_to(request: Request, path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "wb") as f:
+        async for chunk in request.stream():
+            if chunk:
+                digest.update(chunk)
+                f.write(chunk)
+                size += len(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    return digest.hexdigest(), size
+
+
+async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
+                 sig: str) -> Response:
+    """Basic transfer: one PUT with the whole object."""
+    rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
+    fd, tmp = ctx.store.blobs.tmp_file(".upload")
+    os.close(fd)
+    try:
+        got, got_size = await _stream_to(request, tmp)
+        if got != oid or got_size != nbytes:
+            raise bad_request(f"Uploaded content does not match oid {oid} / size {nbytes} (got {got_size} bytes)")
+        await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
+    except ClientDisconnect:
+        return Response(b"", status_code=400)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _link(ctx, rid, oid, nbytes)
+    return Response(b"", status_code=200)
+
+
+def _link(ctx: HubContext, rid: int, oid: str, size: int) -> None:
+    row = ctx.store.q1("SELECT * FROM repos WHERE id=?", rid)
+    if row is None:
+        raise ApiError(404, "Repository was deleted during the upload", "RepoNotFound")
+    with ctx.store.tx() as db:
+        db.execute("INSERT OR IGNORE INTO lfs_links VALUES(?,?,?)", (rid, oid, size))
+
+
+def _parts_dir(ctx: HubContext, rid: int, oid: str) -> Path:
+    return ctx.store.blobs.tmp / f"multipart-{rid}-{oid}"
+
+
+async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
+                      sig: str, part: str) -> Response:
+    """Multipart transfer: one PUT per part; the ETag we answer is echoed back on completion."""
+    rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
+    n = int(part)
+    if not 1 <= n <= -(-nbytes // PART_SIZE):
+        raise bad_request(f"Invalid part number {part}")
+    d = _parts_dir(ctx, rid, oid)
+    d.mkdir(exist_ok=True)
+    tmp = d / f"{n:05d}.partial"
+    try:
+        digest, _ = await _stream_to(request, tmp)
+    except ClientDisconnect:
+        tmp.unlink(missing_ok=True)
+        return Response(b"", status_code=400)
+    os.replace(tmp, d / f"{n:05d}.{digest}")
+    return Response(b"", headers={"ETag": f'"{digest}"'})
+
+
+async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
+                   sig: str) -> Response:
+    """Multipart completion: join the parts in order, check sha256 and size, publish."""
+    rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
+    data = json.loads(await request.body() or b"{}")
+    d = _parts_dir(ctx, rid, oid)
+    parts = sorted(data.get("parts") or [], key=lambda p: int(p["partNumber"]))
+    sources = []
+    for p in parts:
+        f = d / f"{int(p['partNumber']):05d}.{str(p.get('etag', '')).strip(chr(34))}"
+        if not f.is_file():
+            raise bad_request(f"Part {p['partNumber']} missing or its etag does not match")
+        sources.append(f)
+    if len(sources) != -(-nbytes // PART_SIZE):
+        raise bad_request("Wrong number of parts")
+    fd, tmp = ctx.store.blobs.tmp_file(".joined")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            got, got_size = await run_in_threadpool(ctx.store.blobs.hash_file_into, sources, out)
+        if got != oid or got_size != nbytes:
+            raise bad_request(f"Joined parts do not match oid {oid} / size {nbytes}")
+        await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
+    finally:
+        tmp.unlink(missing_ok=True)
+        shutil.rmtree(d, ignore_errors=True)
+    _link(ctx, rid, oid, nbytes)
+    return Response(b"", status_code=200)
+
+
+async def verify(ctx: HubContext, request: Request, ns: str, name: str, t: str = "model") -> Response:
+    repo, _ = ctx.repo(request, t, ns, name, write=True)
+    data = json.loads(await request.body() or b"{}")
+    oid, size = str(data.get("oid", "")), data.get("size")
+    if ctx.store.lfs_size(repo, oid) != size or not ctx.store.blobs.has_lfs(oid):
+        return lfs_error(404, f"Object {oid} not found")
+    return json_response({"oid": oid, "size": size})

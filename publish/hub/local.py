@@ -1,0 +1,114 @@
+"""Start a local Hub on demand: a `tensorferry hub serve` subprocess on a free loopback port.
+
+>>> with LocalHub(tempfile.mkdtemp()) as hub:            # doctest: +SKIP
+...     HfApi(endpoint=hub.url, token=create_token(hub.data_dir, "me")).whoami()["name"]
+'me'
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from tensorferry.converters.errors import HubError
+
+
+def default_data_dir() -> Path:
+    """`$XDG_CACHE_HOME/tensorferry/hub`, i.e. `~/.cache/tensorferry/hub` by default."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "tensorferry" / "hub"
+
+
+class LocalHub:
+    """A local Hub server process on `data_dir`, stopped on exit of the `with` block.
+
+    `url` is the endpoint for `HfApi(endpoint=...)`/`HF_ENDPOINT`; `pid` the server process
+    (tests read its memory and kill it). Example:
+
+        with LocalHub("/tmp/hub") as hub:
+            publish(..., endpoint=hub.url)
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1",
+                 port: int = 0, page_size: int = 1000, startup_timeout: float = 60.0,
+                 log_level: str = "warning") -> None:
+        self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        self.host, self.port, self.page_size = host, port, page_size
+        self.startup_timeout, self.log_level = startup_timeout, log_level
+        self.url = ""
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.data_dir / "server.log"
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise HubError("local hub", "not started")
+        return self.process.pid
+
+    def start(self) -> "LocalHub":
+        """Spawn the server and wait until it listens; raises HubError with its log on failure."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ready = Path(tempfile.mkdtemp(prefix="tf-hub-")) / "url"
+        cmd = [sys.executable, "-m", "tensorferry.publish.hub", "serve", "--host", self.host,
+               "--port", str(self.port), "--data-dir", str(self.data_dir), "--ready-file", str(ready),
+               "--page-size", str(self.page_size), "--log-level", self.log_level]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.startup_timeout
+        while not ready.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise HubError(self.data_dir, f"local Hub did not start:\n{tail}")
+            time.sleep(0.05)
+        self.url = ready.read_text().strip()
+        ready.unlink()
+        ready.parent.rmdir()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if the server has not exited within `timeout` seconds."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL without a chance to clean up: what a crash looks like."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def __enter__(self) -> "LocalHub":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+@contextmanager
+def local_hub(data_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> Iterator[str]:
+    """Context manager yielding the endpoint URL of a freshly started local Hub.
+
+    Example: `with local_hub("/tmp/hub") as url: HfApi(endpoint=url, token=tok)`.
+    """
+    with LocalHub(data_dir, **kwargs) as hub:
+        yield hub.url
