@@ -71,7 +71,8 @@ async def preupload(ctx: HubContext, request: Request, t: str, ns: str, name: st
 
 
 def _op(ctx: HubContext, repo: Repo, key: str, value: dict[str, Any]) -> tuple[str, str, list[Any] | None]:
-    path = check_path(value.get("path"))
+    raw = value.get("path")
+    path = check_path(raw.rstrip("/") if key == "deletedFolder" and isinstance(raw, str) else raw)
     if key == "file":
         if value.get("encoding", "base64") != "base64":
             raise bad_request(f"Unsupported encoding for {path}")
@@ -94,7 +95,7 @@ def _op(ctx: HubContext, repo: Repo, key: str, value: dict[str, Any]) -> tuple[s
     if key == "deletedFile":
         return ("delete", path, None)
     if key == "deletedFolder":
-        return ("delete_folder", path.rstrip("/"), None)
+        return ("delete_folder", path, None)
     raise bad_request(f"Unknown commit operation {key!r}")
 
 

@@ -72,7 +72,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET HEAD", FILES + r"/resolve/(?P<rev>[^/]+)/(?P<path>.+)", api_files.resolve),
     ("GET", r"/health", health),
     ("GET", r"/", web.index),
-    ("GET", r"/(?P<ns>[^/]+)/(?P<name>[^/]+)", web.repo_page),
+    ("GET", r"/(?!api/|lfs/)(?P<ns>[^/]+)/(?P<name>[^/]+)", web.repo_page),
 ]
 COMPILED = [(set(m.split()) | ({"HEAD"} if "GET" in m else set()), re.compile(p + r"/?\Z" if p != "/" else r"/\Z"), h)
             for m, p, h in ROUTES]
