@@ -1,0 +1,172 @@
+"""Keras-2 HDF5 weight files (``tf_model.h5``), the layout transformers 4.x and tf_keras write.
+
+Unsharded: root attribute ``layer_names``; one group per top-level layer whose attribute
+``weight_names`` lists its weights (``model_name/layer/.../kernel:0``) in Keras' load order;
+datasets live at ``group/weight_name``.  Sharded (transformers): datasets named by the weight
+name minus its first component, listed in the root ``layer_names``.  Long attribute lists are
+split into ``name0``, ``name1``… as Keras does, because HDF5 object headers hold 64 KiB.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import InputError
+
+HEADER_LIMIT = 64512  # tf_keras' HDF5_OBJECT_HEADER_LIMIT
+TOP_LEVEL = "top_level_model_weights"  # weights owned by the model itself, not by a layer
+EXTRAS_GROUP = "tensorferry_extras"  # side data Keras never reads: it loads only `layer_names`
+KERAS_VERSION = "2.21.0"
+
+
+def read_attr_list(obj: h5py.HLObject, name: str) -> list[str]:
+    """A string list attribute, joined from Keras' chunks when it was split."""
+    if name in obj.attrs:
+        values = list(obj.attrs[name])
+    else:
+        values, i = [], 0
+        while f"{name}{i}" in obj.attrs:
+            values.extend(obj.attrs[f"{name}{i}"])
+            i += 1
+    return [v.decode("utf8") if isinstance(v, bytes | np.bytes_) else str(v) for v in values]
+
+
+def write_attr_list(obj: h5py.HLObject, name: str, values: Sequence[str]) -> None:
+    """Write a string list attribute, split like Keras when it would overflow the header."""
+    data = np.asarray([v.encode("utf8") for v in values]) if values else np.asarray([], dtype="S1")
+    chunks = 1
+    while any(c.nbytes > HEADER_LIMIT for c in np.array_split(data, chunks)):
+        chunks += 1
+    if chunks == 1:
+        obj.attrs[name] = data
+    else:
+        for i, chunk in enumerate(np.array_split(data, chunks)):
+            obj.attrs[f"{name}{i}"] = chunk
+
+
+class KerasH5File:
+    """A Keras-2 weights file opened for lazy reading; names are weight names without ``:0``.
+
+    >>> f = KerasH5File("tf_model.h5")                       # doctest: +SKIP
+    >>> next(iter(f.infos))                                  # doctest: +SKIP
+    'tf_bert_model/bert/embeddings/word_embeddings/weight'
+    """
+
+    def __init__(self, path: str | Path, model_name: str = "model") -> None:
+        self.path = Path(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as e:
+            raise InputError(self.path, f"not a readable HDF5 file ({e})") from None
+        try:
+            self._index()
+        except (KeyError, OSError, ValueError, TypeError) as e:
+            raise InputError(self.path, f"corrupt Keras weights file ({e})") from None
+        self._model_name = model_name
+
+    def _index(self) -> None:
+        f = self._file
+        layer_names = read_attr_list(f, "layer_names")
+        if "layer_names" not in f.attrs and "layer_names0" not in f.attrs:
+            raise InputError(self.path, "HDF5 file without a Keras `layer_names` attribute: not a Keras/transformers weights file")
+        self._datasets: dict[str, h5py.Dataset] = {}
+        self.groups: dict[str, str] = {}  # weight name → top-level layer group
+        self.sharded = False
+        for layer in layer_names:
+            obj = f[layer]
+            if isinstance(obj, h5py.Dataset):  # transformers' sharded layout
+                self.sharded = True
+                self._datasets["\0" + layer.removesuffix(":0")] = obj
+                continue
+            for wname in read_attr_list(obj, "weight_names"):
+                if wname not in obj:
+                    raise InputError(self.path, f"layer {layer!r} lists weight {wname!r} that is not in the file (truncated or corrupt)")
+                name = wname.removesuffix(":0")
+                self._datasets[name] = obj[wname]
+                self.groups[name] = layer
+        if TOP_LEVEL in f and TOP_LEVEL not in layer_names:
+            for wname in read_attr_list(f[TOP_LEVEL], "weight_names"):
+                self._datasets[wname.removesuffix(":0")] = f[TOP_LEVEL][wname]
+                self.groups[wname.removesuffix(":0")] = TOP_LEVEL
+        self.extras = {k: v for k, v in f[EXTRAS_GROUP].items()} if EXTRAS_GROUP in f else {}
+
+    def _full(self, key: str) -> str:
+        # Sharded files drop the model-name component; put a stand-in back so names look alike.
+        return f"{self._model_name}/{key[1:]}" if key.startswith("\0") else key
+
+    @property
+    def infos(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Weight name (without ``:0``) → (shape, dtype), in the file's load order."""
+        return {self._full(k): (tuple(d.shape), d.dtype) for k, d in self._datasets.items()}
+
+    def dataset(self, name: str) -> h5py.Dataset:
+        key = name if name in self._datasets else "\0" + name.split("/", 1)[-1]
+        return self._datasets[key]
+
+    def load(self, name: str) -> np.ndarray:
+        """The weight's values; contiguous datasets are memory-mapped instead of copied."""
+        return load_dataset(self.path, self.dataset(name))
+
+    def load_extra(self, name: str) -> np.ndarray:
+        return load_dataset(self.path, self.extras[name])
+
+
+def load_dataset(path: Path, ds: h5py.Dataset) -> np.ndarray:
+    """Read a dataset; an unfiltered contiguous one becomes an mmap view (no anonymous memory)."""
+    offset = ds.id.get_offset()
+    if offset is not None and ds.chunks is None and ds.compression is None and ds.size > 0:
+        try:
+            return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+        except (ValueError, OSError) as e:
+            raise InputError(path, f"dataset {ds.name!r} points past the end of the file (truncated?): {e}") from None
+    try:
+        return ds[()] if ds.shape == () else ds[...]
+    except OSError as e:
+        raise InputError(path, f"cannot read dataset {ds.name!r} (truncated or corrupt): {e}") from None
+
+
+def write(
+    path: str | Path,
+    layers: Sequence[tuple[str, Sequence[str]]],
+    specs: dict[str, tuple[tuple[int, ...], np.dtype]],
+    produce: Callable[[str], np.ndarray],
+    extras: dict[str, np.ndarray] | None = None,
+    sharded: bool = False,
+) -> None:
+    """Write weights in the Keras-2 layout (or transformers' sharded layout when ``sharded``).
+
+    ``layers`` lists top-level layer groups in model order with their weight names (no ``:0``,
+    first component = model name) in Keras load order; a layer may have no weights.  Weights
+    of the model itself go in the group ``top_level_model_weights``.
+    """
+    with h5py.File(path, "w") as f:
+        if sharded:
+            names = sorted(n for _, ws in layers for n in ws)
+            for name in names:
+                _dataset(f, name.split("/", 1)[-1] + ":0", specs[name], produce(name))
+            write_attr_list(f, "layer_names", [n.split("/", 1)[-1] + ":0" for n in names])
+        else:
+            write_attr_list(f, "layer_names", [layer for layer, _ in layers if layer != TOP_LEVEL])
+            f.attrs["backend"] = b"tensorflow"
+            f.attrs["keras_version"] = KERAS_VERSION.encode()
+            if TOP_LEVEL not in dict(layers):
+                layers = [*layers, (TOP_LEVEL, [])]
+            for layer, weights in layers:
+                g = f.create_group(layer)
+                write_attr_list(g, "weight_names", [w + ":0" for w in weights])
+                for w in weights:
+                    _dataset(g, w + ":0", specs[w], produce(w))
+        if extras:
+            g = f.create_group(EXTRAS_GROUP)
+            for name, arr in extras.items():
+                g.create_dataset(name, data=arr)
+
+
+def _dataset(group: h5py.Group, name: str, spec: tuple[tuple[int, ...], np.dtype], arr: np.ndarray) -> None:
+    shape, dt = spec
+    if tuple(arr.shape) != tuple(shape) or arr.dtype != dt:
+        raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
+    group.create_dataset(name, data=np.ascontiguousarray(arr))

@@ -1,0 +1,74 @@
+"""PyTorch pickles (``pytorch_model.bin``, ``*.pt``, ``*.pth``), read-only and never unpickled unsafely.
+
+Only ``torch.load(..., weights_only=True)`` touches them: its restricted unpickler refuses any
+global that is not a tensor-building function, so a pickle carrying code is an error, not an
+execution.  ``mmap=True`` keeps the storages on disk for zip-format files.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .. import dtypes
+from ..errors import InputError
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise InputError("torch", "reading PyTorch pickles (.bin/.pt/.pth) needs torch: pip install 'tensorferry[torch]'") from None
+    return torch
+
+
+class PickleFile:
+    """A PyTorch state dict pickle.  ``ties`` maps each alias to the first name sharing its data.
+
+    >>> f = PickleFile("pytorch_model.bin")                 # doctest: +SKIP
+    >>> f.infos["bert.embeddings.word_embeddings.weight"]    # doctest: +SKIP
+    ((30522, 768), dtype('float32'))
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        torch = _torch()
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(self.path))
+        except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if "weights_only" in str(e) or "Unsupported global" in str(e):
+                raise InputError(self.path, f"refused to unpickle: the pickle asks for code, not only tensors ({msg})") from None
+            raise InputError(self.path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]  # Lightning-style wrapper
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise InputError(self.path, "not a state dict: expected a mapping of names to tensors")
+        self._tensors: dict[str, object] = {}
+        self.ties: dict[str, str] = {}
+        seen: dict[tuple, str] = {}
+        for name, t in state.items():
+            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            if t.numel() and key in seen:
+                self.ties[name] = seen[key]
+                continue
+            seen[key] = name
+            self._tensors[name] = t
+
+    @property
+    def infos(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {k: (tuple(t.shape), _np_dtype(t.dtype)) for k, t in self._tensors.items()}
+
+    def load(self, name: str) -> np.ndarray:
+        t = self._tensors[name].contiguous()
+        dt = _np_dtype(t.dtype)
+        if dt.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+            torch = _torch()
+            return t.view(torch.uint8).numpy().view(dt).reshape(tuple(t.shape))
+        return t.numpy()
+
+
+def _np_dtype(torch_dtype) -> np.dtype:
+    name = str(torch_dtype).removeprefix("torch.")
+    return dtypes.from_name({"bool": "bool", "float8_e4m3fn": "float8_e4m3fn"}.get(name, name), "torch dtype")

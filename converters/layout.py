@@ -1,0 +1,159 @@
+"""The machinery the framework modules share: leaf tables turned into moves, both ways.
+
+A framework describes each kind as a list of ``Leaf`` rows (native leaf, canonical leaf, op);
+recurrent kinds, whose tensors do not map one to one, bring a pair of functions instead.
+``pytorch``, ``tensorflow`` and ``flax`` each hold one ``Layout`` built from such tables.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import kinds, ops
+from .kinds import Decision, Module
+from .moves import EXTRA, Move, single
+
+# A collection says where a tensor lives: trained parameters, running statistics or buffers.
+PARAMS, STATS, BUFFERS = "params", "batch_stats", "buffers"
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One row of a framework's table: canonical leaf ↔ native leaf through ``op``.
+
+    ``op`` builds the canonical→native op from the canonical shape (None when only its
+    inverse is needed) and the decision.  ``native=EXTRA`` keeps the tensor as side data.
+    """
+
+    native: str
+    canonical: str
+    op: Callable[[tuple[int, ...] | None, Decision], ops.Op] | None = None
+    collection: str = PARAMS
+
+    def forward(self, shape: tuple[int, ...] | None, decision: Decision) -> ops.Op:
+        return self.op(shape, decision) if self.op else ops.IDENTITY
+
+
+@dataclass(frozen=True)
+class Recurrent:
+    """A whole-module rule (LSTM, GRU): leaf specs and arrays, both ways.
+
+    Native leaves named ``__tensorferry__/<canonical leaf>`` are side data that make the way
+    back exact; ``to_canonical`` receives them under the same keys when the file has them.
+    """
+
+    native_leaves: Callable[[dict[str, tuple[tuple[int, ...], np.dtype]]], list[tuple[str, tuple[int, ...], np.dtype]]]
+    to_native: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    to_canonical: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+    canonical_leaves: Callable[[dict[str, tuple[tuple[int, ...], np.dtype]]], list[tuple[str, tuple[int, ...], np.dtype]]]
+    describe: str
+
+
+@dataclass
+class Layout:
+    """A framework's whole layout knowledge, as data plus two name functions."""
+
+    name: str
+    leaves: dict[str, list[Leaf]]
+    recurrent: dict[str, Recurrent] = field(default_factory=dict)
+    module_path: Callable[[str], str] = lambda m: m  # canonical module name → native path
+    canonical_module: Callable[[str], str] = lambda p: p  # native path → canonical module name
+    sep: str = "/"
+
+    def native_name(self, module: str, leaf: str) -> str:
+        path = self.module_path(module)
+        return f"{path}{self.sep}{leaf}" if path and leaf else (path or leaf)
+
+    # canonical → native ---------------------------------------------------------------
+    def from_canonical(self, module: Module, decision: Decision, dtypes: dict[str, np.dtype]) -> list[tuple[Move, str]]:
+        """Moves writing one canonical module in this layout, each with its collection."""
+        cname = (lambda leaf: f"{module.name}.{leaf}" if module.name and leaf else (module.name or leaf))
+        if decision.kind in self.recurrent:
+            rule = self.recurrent[decision.kind]
+            specs = {leaf: (shape, dtypes[cname(leaf)]) for leaf, (shape, _) in module.leaves.items()}
+            out = rule.native_leaves(specs)
+            sources = tuple(cname(leaf) for leaf in specs)
+            targets = tuple((self._extra_or_native(module.name, leaf), shape, dt) for leaf, shape, dt in out)
+
+            def fn(arrays: Sequence[np.ndarray], leaves=tuple(specs), outs=tuple(o[0] for o in out)) -> list[np.ndarray]:
+                got = rule.to_native(dict(zip(leaves, arrays)))
+                return [got[leaf] for leaf in outs]
+
+            move = Move(sources, targets, fn, rule.describe, decision.kind, decision.how, decision.why)
+            return [(move, PARAMS)]
+        moves = []
+        for row in self.leaves[decision.kind]:
+            if row.canonical not in module.leaves:
+                continue
+            shape, _ = module.leaves[row.canonical]
+            src = cname(row.canonical)
+            if row.native == EXTRA:
+                dst, op = f"{EXTRA}/{src}", ops.IDENTITY
+            else:
+                dst, op = self.native_name(module.name, row.native), row.forward(shape, decision)
+            moves.append((single(src, shape, dtypes[src], dst, op, kind=decision.kind, how=decision.how, why=decision.why), row.collection))
+        return moves
+
+    def _extra_or_native(self, module: str, leaf: str) -> str:
+        return leaf.replace(EXTRA + "/", f"{EXTRA}/{module}.", 1) if leaf.startswith(EXTRA + "/") else self.native_name(module, leaf)
+
+    # native → canonical ---------------------------------------------------------------
+    def to_canonical(self, path: str, kind: str, leaves: dict[str, tuple[tuple[int, ...], np.dtype]], names: dict[str, str],
+                     extras: dict[str, tuple[tuple[int, ...], np.dtype]], decision: Decision) -> list[Move] | None:
+        """Moves reading one native module as canonical, or None if ``kind`` cannot explain it.
+
+        ``leaves``: native leaf → spec; ``names``: native leaf → full native name; ``extras``:
+        side-data specs by canonical name.
+        """
+        module = self.canonical_module(path)
+        cname = (lambda leaf: f"{module}.{leaf}" if module and leaf else (module or leaf))
+        if kind in self.recurrent:
+            rule = self.recurrent[kind]
+            try:
+                out = rule.canonical_leaves(leaves)
+            except (KeyError, ValueError, IndexError):
+                return None
+            keys = list(leaves) + [f"{EXTRA}/{leaf}" for leaf, _, _ in out if cname(leaf) in extras]
+            sources = tuple(names[k] if k in names else f"{EXTRA}/{cname(k.split('/', 1)[1])}" for k in keys)
+            targets = tuple((cname(leaf), shape, dt) for leaf, shape, dt in out)
+
+            def fn(arrays: Sequence[np.ndarray], keys=tuple(keys), outs=tuple(o[0] for o in out)) -> list[np.ndarray]:
+                got = rule.to_canonical(dict(zip(keys, arrays)))
+                return [got[leaf] for leaf in outs]
+
+            return [Move(sources, targets, fn, rule.describe, kind, decision.how, decision.why)]
+        rows = {row.native: row for row in self.leaves[kind] if row.native != EXTRA}
+        if not set(leaves) <= set(rows) or (rows and next(iter(rows)) not in leaves):
+            return None
+        moves = []
+        for leaf, (shape, dt) in leaves.items():
+            row = rows[leaf]
+            op = row.forward(None, decision).inverse()
+            try:
+                shape_c = op.shape(shape)
+            except ValueError:
+                return None
+            moves.append(single(names[leaf], shape, dt, cname(row.canonical), op, kind=kind, how=decision.how, why=decision.why))
+        for row in self.leaves[kind]:
+            if row.native == EXTRA:
+                full = cname(row.canonical)
+                if full in extras:
+                    moves.append(single(f"{EXTRA}/{full}", extras[full][0], extras[full][1], full, ops.IDENTITY, kind=kind, how=decision.how, why="restored from side data"))
+                else:
+                    moves.append(_restore_default(full, row, kind, decision))
+        canon = Module(module, {_leaf(module, m.targets[0][0]): (m.targets[0][1], m.targets[0][2].name) for m in moves})
+        if kind not in ("param", "buffer") and kind not in kinds.candidates(canon):
+            return None
+        return moves
+
+
+def _restore_default(name: str, row: Leaf, kind: str, decision: Decision) -> Move:
+    # PyTorch BatchNorm counts batches; TF and Flax do not, so without side data it restarts at 0.
+    zero = np.zeros((), np.int64)
+    return Move((), ((name, (), zero.dtype),), lambda _: [zero], "restored as 0 (no side data)", kind, decision.how, decision.why)
+
+
+def _leaf(module: str, name: str) -> str:
+    return name[len(module) + 1:] if module else name
