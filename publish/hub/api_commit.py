@@ -7,6 +7,7 @@ import binascii
 import fnmatch
 import json
 import os
+import re
 import sqlite3
 from typing import Any
 
@@ -23,6 +24,7 @@ from .storage import GITATTRIBUTES, Repo, branch_ref
 REGULAR_LIMIT = 10 << 20
 LFS_PATTERNS = [line.split()[0] for line in GITATTRIBUTES.splitlines() if line]
 DISCUSSION_PAGE = 50
+LEGACY_UA = re.compile(r"\bhf_hub/0\.")
 
 
 def check_path(path: Any) -> str:
@@ -146,8 +148,12 @@ async def commit(ctx: HubContext, request: Request, t: str, ns: str, name: str, 
         if pr_num is not None:
             store.add_event(repo, pr_num, "commit", user or "", {"subject": title, "oid": cid})
     base = f"{base_url(request)}/{repo.repo_id}"
+    # huggingface_hub 0.x parses commitUrl against its global endpoint, not HfApi(endpoint=); it
+    # rewrites the canonical huggingface.co form to that endpoint, so it gets that form.
+    legacy = LEGACY_UA.search(request.headers.get("user-agent", ""))
+    commit_base = f"https://huggingface.co/{repo.repo_id}" if legacy else base
     return json_response({
-        "success": True, "commitOid": cid, "commitUrl": f"{base}/commit/{cid}",
+        "success": True, "commitOid": cid, "commitUrl": f"{commit_base}/commit/{cid}",
         "pullRequestUrl": f"{base}/discussions/{pr_num}" if pr_num is not None and _flag(request, "create_pr") else None,
     })
 

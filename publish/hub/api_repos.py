@@ -55,7 +55,7 @@ def repo_json(ctx: HubContext, request: Request, repo: Repo, cid: str, full: boo
         siblings = []
         for path, (sha1, size, lfs) in sorted(files.items()):
             item: dict[str, Any] = {"rfilename": path}
-            if request.query_params.get("blobs") == "true":
+            if (request.query_params.get("blobs") or "").lower() in ("1", "true"):
                 item.update(size=size, blobId=sha1)
                 if lfs:
                     item["lfs"] = {"size": size, "sha256": lfs, "pointerSize": _pointer_size(lfs, size)}
