@@ -29,7 +29,7 @@ border-radius:6px;padding:1em 1.5em;margin-bottom:1.2em}h1{font-size:1.6em}h2{fo
 table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3em .6em;border-bottom:1px solid #eaeef2}
 td.size{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.badge{font-size:.75em;
 border:1px solid #8c959f;border-radius:1em;padding:0 .6em;margin-left:.5em;color:#57606a}code{font-size:.9em}
-.muted{color:#57606a}
+.muted{color:#57606a}table.metadata th{width:14em}
 """
 
 
