@@ -57,3 +57,14 @@ def to_safetensors(dtype: np.dtype) -> str:
 def is_float(dtype: np.dtype) -> bool:
     """True for float16/32/64, bfloat16 and float8 types."""
     return np.dtype(dtype).kind == "f" or np.dtype(dtype).name in ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bit-for-bit equality (NaNs and -0.0 included) of two arrays of the same dtype and shape.
+
+    >>> same_bits(np.array([0.0]), np.array([-0.0]))
+    False
+    """
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return bool(np.array_equal(np.ascontiguousarray(a).reshape(-1).view(np.uint8), np.ascontiguousarray(b).reshape(-1).view(np.uint8)))

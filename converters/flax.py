@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import ops
+from .dtypes import same_bits
 from .kinds import Decision
 from .layout import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent
 from .moves import EXTRA, exact_sum
@@ -24,6 +25,8 @@ FILE = "flax_model.msgpack"
 INDEX = "flax_model.msgpack.index.json"
 SHARD = "flax_model-{i:05d}-of-{n:05d}.msgpack"
 COLLECTIONS = (PARAMS, STATS, BUFFERS)
+CAN_HOLD = None  # msgpack stores any numpy/ml_dtypes dtype by name, bfloat16 included
+WHY_NOT = ""
 
 
 def module_path(module: str) -> str:
@@ -128,9 +131,9 @@ def _recurrent(kind: str) -> Recurrent:
             total_ih = np.concatenate([n["ir/bias"], n["iz/bias"], n["in/bias"]])
             total_hh = np.concatenate([zero, zero, n["hn/bias"]])
             side_ih, side_hh = n.get(f"{EXTRA}/bias_ih_l0"), n.get(f"{EXTRA}/bias_hh_l0")
-            ok = side_ih is not None and side_hh is not None and np.array_equal(
-                np.concatenate([side_ih[:2 * h] + side_hh[:2 * h], side_ih[2 * h:], side_hh[2 * h:]]).view(np.uint8),
-                np.concatenate([total_ih[:2 * h], total_ih[2 * h:], total_hh[2 * h:]]).view(np.uint8))
+            ok = side_ih is not None and side_hh is not None and same_bits(
+                np.concatenate([side_ih[:2 * h] + side_hh[:2 * h], side_ih[2 * h:], side_hh[2 * h:]]),
+                np.concatenate([total_ih[:2 * h], total_ih[2 * h:], total_hh[2 * h:]]))
             out["bias_ih_l0"], out["bias_hh_l0"] = (side_ih, side_hh) if ok else (total_ih, total_hh)
         return out
 

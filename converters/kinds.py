@@ -158,3 +158,31 @@ def nbytes(shape: tuple[int, ...], dtype: str | np.dtype) -> int:
     from . import dtypes
 
     return int(np.prod(shape, dtype=np.int64)) * dtypes.from_name(str(dtype)).itemsize
+
+
+# PyTorch module classes → kinds, for ``structure=`` given as a model.
+TORCH_CLASSES = {
+    "Linear": "linear", "Embedding": "embedding",
+    "Conv1d": "conv", "Conv2d": "conv", "Conv3d": "conv",
+    "ConvTranspose1d": "conv_transpose", "ConvTranspose2d": "conv_transpose", "ConvTranspose3d": "conv_transpose",
+    "LayerNorm": "norm", "GroupNorm": "norm", "RMSNorm": "norm",
+    "BatchNorm1d": "batchnorm", "BatchNorm2d": "batchnorm", "BatchNorm3d": "batchnorm",
+    "LSTM": "lstm", "GRU": "gru",
+}
+
+
+def kinds_from_torch(model) -> dict[str, str]:
+    """A ``{regex: kind}`` structure table from a ``torch.nn.Module``'s own submodule classes.
+
+    >>> import torch                                                   # doctest: +SKIP
+    >>> kinds_from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4)))  # doctest: +SKIP
+    {'0': 'depthwise:2'}
+    """
+    out = {}
+    for name, mod in model.named_modules():
+        kind = TORCH_CLASSES.get(type(mod).__name__)
+        if kind == "conv" and getattr(mod, "groups", 1) > 1 and mod.groups == mod.in_channels and len(mod.kernel_size) == 2:
+            kind = f"depthwise:{mod.out_channels // mod.groups}"
+        if kind:
+            out[re.escape(name)] = kind
+    return out

@@ -23,8 +23,8 @@ PARAMS, STATS, BUFFERS = "params", "batch_stats", "buffers"
 class Leaf:
     """One row of a framework's table: canonical leaf ↔ native leaf through ``op``.
 
-    ``op`` builds the canonical→native op from the canonical shape (None when only its
-    inverse is needed) and the decision.  ``native=EXTRA`` keeps the tensor as side data.
+    ``op`` builds the canonical→native op from the canonical shape and the decision; for the
+    way back it gets the native shape, of the same rank, and only its inverse is used.  ``native=EXTRA`` keeps the tensor as side data.
     """
 
     native: str
@@ -130,7 +130,9 @@ class Layout:
         moves = []
         for leaf, (shape, dt) in leaves.items():
             row = rows[leaf]
-            op = row.forward(None, decision).inverse()
+            # Ops only need the rank going backwards (split counts do not matter to a merge),
+            # and the native rank equals the canonical one.
+            op = row.forward(shape, decision).inverse()
             try:
                 shape_c = op.shape(shape)
             except ValueError:

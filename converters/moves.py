@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ops
+from .dtypes import same_bits
 
 # Side data (exact LSTM/GRU biases, BatchNorm counters) lives under this name in TF and Flax
 # files; Keras and Flax loaders ignore it, and it makes every round trip bit-exact.
@@ -57,6 +58,6 @@ def exact_sum(total: np.ndarray, a: np.ndarray | None, b: np.ndarray | None) -> 
     With the side data (``a``, ``b``) and ``a + b`` still equal to ``total`` bit for bit, the
     originals come back; otherwise the sum goes to the first part and zeros to the second.
     """
-    if a is not None and b is not None and a.shape == total.shape and np.array_equal((a + b).view(np.uint8), np.ascontiguousarray(total).view(np.uint8)):
+    if a is not None and b is not None and a.shape == total.shape and same_bits(a + b, np.asarray(total)):
         return np.asarray(a), np.asarray(b), True
     return np.asarray(total), np.zeros_like(total), False

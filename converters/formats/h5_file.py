@@ -169,4 +169,4 @@ def _dataset(group: h5py.Group, name: str, spec: tuple[tuple[int, ...], np.dtype
     shape, dt = spec
     if tuple(arr.shape) != tuple(shape) or arr.dtype != dt:
         raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
-    group.create_dataset(name, data=np.ascontiguousarray(arr))
+    group.create_dataset(name, data=np.asarray(arr, order="C"))  # ascontiguousarray would make a scalar 1-d

@@ -1,0 +1,254 @@
+"""The converter graph's one entry point: source → canonical → targets, streamed tensor by tensor.
+
+>>> result = convert("fixtures/checkpoints/cnn", "out", to=["tf", "flax"])   # doctest: +SKIP
+>>> sorted(result.outputs)                                                      # doctest: +SKIP
+['flax', 'tf']
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import dtypes, layout_maps
+from .checkpoint import TIES_KEY, Source, open_source
+from .errors import InputError
+from .formats import atomic_outputs, h5_file, msgpack_file, safetensors_file
+from .layout import PARAMS
+from .moves import EXTRA, Move
+from .plan import FRAMEWORK_MODULES, Options, Plan, build
+
+GRAPH_NODES = ("pt", "tf", "flax")
+CANONICAL = "canonical (safetensors, PyTorch layout)"
+
+
+@dataclass
+class Output:
+    framework: str
+    files: list[str]
+    bytes: int
+    tensors: int
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion wrote and how each tensor's kind was decided."""
+
+    source: str
+    source_framework: str
+    out_dir: str
+    outputs: dict[str, Output] = field(default_factory=dict)
+    heuristics: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    plan: Plan | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.source, "source_framework": self.source_framework, "out_dir": self.out_dir,
+            "outputs": {fw: o.__dict__ for fw, o in self.outputs.items()},
+            "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
+        }
+
+
+def parse_size(text: str | int) -> int:
+    """``"5GB"`` → 5·10⁹ bytes (``GiB`` is 2³⁰), as transformers reads ``max_shard_size``.
+
+    >>> parse_size("500MB"), parse_size("1GiB"), parse_size(1000)
+    (500000000, 1073741824, 1000)
+    """
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise InputError("--max-shard-size", f"cannot read size {text!r} (e.g. 5GB, 500MB, 2GiB)")
+    unit = (m.group(2) or "B").upper()
+    power = " KMGT".index(unit[0]) if unit[0] in "KMGT" else 0
+    return int(float(m.group(1)) * ((1024 if "I" in unit else 1000) ** power))
+
+
+def convert(
+    src: str | Path,
+    out: str | Path,
+    to: Sequence[str] = GRAPH_NODES,
+    *,
+    source_framework: str | None = None,
+    strict: bool = False,
+    dtype: str | None = None,
+    max_shard_size: str | int = "5GB",
+    kinds: dict[str, str] | None = None,
+    structure: object | None = None,
+    layout_map: str | Path | dict | None = None,
+    extras: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> ConvertResult:
+    """Convert SRC (folder or file) into OUT, one variant per framework in ``to``.
+
+    ``kinds`` ({regex: kind}) and ``structure`` (a ``torch.nn.Module`` or such a dict) tell the
+    planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.
+    """
+    started = time.perf_counter()
+    to = _frameworks(to)
+    source = open_source(src, source_framework)
+    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map)
+    cast = dtypes.from_name(dtype, "--dtype") if dtype else None
+    out = Path(out)
+    result = ConvertResult(str(src), source.framework, str(out), plan=plan,
+                           heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()})
+    producer = _Producer(source, plan.canonical)
+    with atomic_outputs() as files:
+        for fw in to:
+            result.outputs[fw] = _write(fw, plan, producer, out, files, cast, parse_size(max_shard_size), extras, progress)
+        if source.config_path is not None:
+            shutil.copyfile(source.config_path, files.path(out / "config.json"))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: dict[str, str] | None = None,
+             structure: object | None = None, layout_map: str | Path | dict | None = None) -> Plan:
+    """Plan without writing: what ``--explain`` prints."""
+    from .kinds import kinds_from_torch
+
+    kind_map = layout_maps.load(layout_map) if layout_map is not None else layout_maps.find(source.config)
+    given = dict(kinds or {})
+    if structure is not None:
+        given.update(structure if isinstance(structure, dict) else kinds_from_torch(structure))
+    return build(source, Options(list(_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict))
+
+
+def _frameworks(to: Sequence[str] | str) -> list[str]:
+    names = [t.strip() for t in (to.split(",") if isinstance(to, str) else to) if t.strip()]
+    aliases = {"pytorch": "pt", "torch": "pt", "tensorflow": "tf", "jax": "flax"}
+    names = [aliases.get(n, n) for n in names]
+    bad = [n for n in names if n not in GRAPH_NODES]
+    if bad or not names:
+        raise InputError("--to", f"unknown framework {bad or names}: choose from {', '.join(GRAPH_NODES)}")
+    return list(dict.fromkeys(names))
+
+
+class _Producer:
+    """Computes tensors on demand, holding a multi-output move's results only until all are used."""
+
+    def __init__(self, source: Source, canonical: list[Move]) -> None:
+        self.source = source
+        self.canonical = {name: m for m in canonical for name, _, _ in m.targets}
+        self._cache: dict[str, np.ndarray] = {}
+
+    def canonical_tensor(self, name: str) -> np.ndarray:
+        return self.run(self.canonical[name], name, self._load_source)
+
+    def _load_source(self, name: str) -> np.ndarray | None:
+        if name.startswith(EXTRA + "/") and name[len(EXTRA) + 1:] not in self.source.extras:
+            return None
+        return self.source.load(name)
+
+    def run(self, move: Move, want: str, load: Callable[[str], np.ndarray | None]) -> np.ndarray:
+        key = f"{id(move)}:{want}"
+        if key in self._cache:
+            return self._cache.pop(key)
+        arrays = move.run([load(s) for s in move.sources])
+        for (name, _, _), arr in zip(move.targets, arrays):
+            if name != want and len(move.targets) > 1:
+                self._cache[f"{id(move)}:{name}"] = arr
+        return dict(zip((t[0] for t in move.targets), arrays))[want]
+
+
+def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, cast: np.dtype | None, max_shard: int,
+           extras: bool, progress: Callable[[int], None] | None) -> Output:
+    module = FRAMEWORK_MODULES[fw]
+    moves = plan.targets[fw]
+    by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
+    collection = {name: c for m, c in moves for name, _, _ in m.targets}
+    main = [(n, s, _cast_dtype(d, cast)) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
+    side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
+    if module.CAN_HOLD is not None:
+        for name, _, dt in main:
+            if dt.name not in module.CAN_HOLD:
+                raise InputError(module.FILE, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
+    if fw == "tf":
+        main = _keras_order(main, collection)
+
+    def produce(name: str) -> np.ndarray:
+        arr = producer.run(by_name[name], name, producer.canonical_tensor)
+        want = _cast_dtype(arr.dtype, cast)
+        arr = arr.astype(want, order="C") if want != arr.dtype else arr
+        if progress:
+            progress(arr.nbytes)
+        return arr
+
+    shards = _shard(main, max_shard)
+    names = [module.FILE] if len(shards) == 1 else [module.SHARD.format(i=i + 1, n=len(shards)) for i in range(len(shards))]
+    side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
+    ties = plan.source.ties
+    total = 0
+    for i, (fname, shard) in enumerate(zip(names, shards)):
+        path = files.path(out / fname)
+        last = i == len(shards) - 1
+        if fw == "pt":
+            meta = {"format": "pt", **({TIES_KEY: json.dumps(ties)} if ties else {})}
+            safetensors_file.write(path, shard, produce, meta)
+        elif fw == "tf":
+            h5_file.write(path, _keras_layers(shard, collection), {n: (s, d) for n, s, d in shard}, produce,
+                          extras=side_arrays if last else None, sharded=len(shards) > 1)
+        else:
+            msgpack_file.write(path, shard, produce, extras={EXTRA: _nest(side_arrays)} if last and side_arrays else None)
+        total += path.stat().st_size
+    if len(shards) > 1:
+        suffix = ":0" if fw == "tf" else ""
+        index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in main)},
+                 "weight_map": {n + suffix: f for f, shard in zip(names, shards) for n, _, _ in shard}}
+        files.path(out / module.INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        names.append(module.INDEX)
+    return Output(fw, names, total, len(main))
+
+
+def _cast_dtype(dt: np.dtype, cast: np.dtype | None) -> np.dtype:
+    return cast if cast is not None and dtypes.is_float(dt) else np.dtype(dt)
+
+
+def _nbytes(shape, dt) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
+
+
+def _shard(specs: list, max_bytes: int) -> list[list]:
+    """Split in order, starting a new shard when the next tensor would pass the limit (transformers' rule)."""
+    shards, size = [[]], 0
+    for spec in specs:
+        n = _nbytes(spec[1], spec[2])
+        if shards[-1] and size + n > max_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(spec)
+        size += n
+    return shards
+
+
+def _keras_group(name: str) -> str:
+    parts = name.split("/")
+    return parts[1] if len(parts) >= 3 else h5_file.TOP_LEVEL
+
+
+def _keras_order(specs: list, collection: dict[str, str]) -> list:
+    """Keras' load order: layers in order of first appearance; in each, trainable then the rest."""
+    layers: dict[str, list] = {}
+    for spec in specs:
+        layers.setdefault(_keras_group(spec[0]), []).append(spec)
+    return [s for group in layers.values() for s in sorted(group, key=lambda s: collection[s[0]] != PARAMS)]
+
+
+def _keras_layers(specs: list, collection: dict[str, str]) -> list[tuple[str, list[str]]]:
+    layers: dict[str, list[str]] = {}
+    for name, _, _ in specs:
+        layers.setdefault(_keras_group(name), []).append(name)
+    return list(layers.items())
+
+
+def _nest(flat: dict[str, np.ndarray]) -> dict:
+    # Side-data names are canonical PyTorch names: one flat level keeps them readable.
+    return dict(flat)

@@ -1,0 +1,52 @@
+"""Layout maps: data that names each module's kind for one architecture (``config.json`` ``model_type``).
+
+A map is JSON: ``{"model_type": "...", "kinds": {"<regex on module name>": "<kind>[:<multiplier>]"}}``.
+Maps ship in ``converters/maps/kinds/``; ``--layout-map FILE`` gives another.
+
+>>> find({"model_type": "tensorferry-tiny-cnn"})["dw"]
+'depthwise:2'
+"""
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from .errors import InputError
+from .kinds import parse_kind
+
+MAPS = Path(__file__).parent / "maps" / "kinds"
+
+
+def load(source: str | Path | dict) -> dict[str, str]:
+    """The ``kinds`` table of a map given as a path or an already parsed dict."""
+    data = source
+    if not isinstance(source, dict):
+        try:
+            data = json.loads(Path(source).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise InputError(source, f"cannot read layout map: {e}") from None
+    table = data.get("kinds") if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise InputError(source if not isinstance(source, dict) else "layout map", "a layout map needs a `kinds` object")
+    for pattern, kind in table.items():
+        try:
+            parse_kind(kind)
+        except ValueError as e:
+            raise InputError(source if not isinstance(source, dict) else "layout map", f"{pattern}: {e}") from None
+    return dict(table)
+
+
+@cache
+def _registry() -> dict[str, Path]:
+    out = {}
+    for path in sorted(MAPS.glob("*.json")):
+        out[json.loads(path.read_text())["model_type"]] = path
+    return out
+
+
+def find(config: dict | None) -> dict[str, str] | None:
+    """The shipped map for ``config["model_type"]``, or None."""
+    model_type = (config or {}).get("model_type")
+    path = _registry().get(model_type) if model_type else None
+    return load(path) if path else None

@@ -1,0 +1,206 @@
+"""Planning a conversion from shapes alone: source → canonical → each target, as moves.
+
+The plan decides every module's kind (see ``kinds``), names every output tensor and its op, and
+knows every output shape before a byte of tensor data is read; ``--explain`` prints it and the
+writers stream it.
+
+>>> from tensorferry.converters.checkpoint import open_source        # doctest: +SKIP
+>>> p = build(open_source("fixtures/checkpoints/cnn"), ["tf"])         # doctest: +SKIP
+>>> p.targets["tf"][0][0].op                                           # doctest: +SKIP
+'perm(2,3,1,0)'
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import flax as fx
+from . import kinds, ops
+from . import pytorch as pt
+from . import tensorflow as tf
+from .checkpoint import Source
+from .errors import LayoutError
+from .kinds import Decision, Module
+from .layout import PARAMS, Layout
+from .moves import EXTRA, Move, single
+
+LAYOUTS: dict[str, Layout] = {"pt": pt.LAYOUT, "tf": tf.LAYOUT, "flax": fx.LAYOUT}
+FRAMEWORK_MODULES = {"pt": pt, "tf": tf, "flax": fx}
+
+
+@dataclass
+class Options:
+    """What the caller told the planner beyond the files."""
+
+    targets: list[str]
+    kind_map: dict[str, str] | None = None  # from a layout map: regex on module name → kind
+    structure: dict[str, str] | None = None  # from a model the caller gave: regex → kind
+    strict: bool = False
+    tf_model_name: str | None = None
+
+
+@dataclass
+class Plan:
+    source: Source
+    canonical: list[Move]
+    decisions: dict[str, Decision]
+    targets: dict[str, list[tuple[Move, str]]] = field(default_factory=dict)
+    tf_model_name: str = "model"
+
+    @property
+    def canonical_specs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        return {name: (shape, dt) for m in self.canonical for name, shape, dt in m.targets}
+
+    def heuristics(self) -> dict[str, Decision]:
+        """Modules whose kind was decided by a heuristic, for the report."""
+        return {m: d for m, d in self.decisions.items() if d.how == "heuristic"}
+
+
+def build(source: Source, options: Options) -> Plan:
+    """Plan source → canonical → every target in ``options.targets``."""
+    if source.framework == "pt":
+        canonical, decisions = _identity(source), {}
+    else:
+        canonical, decisions = _native_to_canonical(source, options)
+    specs = {name: (shape, dt) for m in canonical for name, shape, dt in m.targets}
+    modules = _modules(specs)
+    for name, module in modules.items():
+        prior = decisions.get(name)
+        fits = kinds.candidates(module)
+        if prior is None or prior.kind not in fits:
+            decisions[name] = _decide(module, fits, options, lambda k, m=module: _target_signature(m, k, specs, options))
+    plan = Plan(source, canonical, decisions, tf_model_name=options.tf_model_name or tf.model_name(source.config))
+    for fw in options.targets:
+        plan.targets[fw] = _from_canonical(fw, modules, decisions, specs, plan.tf_model_name)
+    return plan
+
+
+def _identity(source: Source) -> list[Move]:
+    return [single(n, s, d, n, ops.IDENTITY, kind="", how="layout") for n, (s, d) in source.infos.items()]
+
+
+def _modules(specs: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, Module]:
+    """Canonical modules; a module whose leaves fit no kind is split into lone tensors."""
+    out: dict[str, Module] = {}
+    for name, module in kinds.group({n: (s, d.name) for n, (s, d) in specs.items()}).items():
+        if kinds.candidates(module):
+            out[name] = module
+        else:
+            for leaf, spec in module.leaves.items():
+                full = f"{name}.{leaf}" if name else leaf
+                out[full] = Module(full, {"": spec})
+    return out
+
+
+def _decide(module: Module, fits: list[str], options: Options, signature: Callable[[str], object], names: str | None = None) -> Decision:
+    names = names or ", ".join(f"{module.name}.{leaf}" if leaf else module.name for leaf in module.leaves)
+    for how, table in (("map", options.kind_map), ("structure", options.structure)):
+        text = kinds.lookup(table, module.name)
+        if text:
+            kind, params = kinds.parse_kind(text)
+            if kind not in fits:
+                raise LayoutError(names, f"the {how} says {kind}, but the tensors fit {' or '.join(fits) or 'no kind'}")
+            return Decision(kind, how, f"given by the {how}", params or kinds.default_params(kind, module))
+    if not fits:
+        raise LayoutError(names, "fits no known kind of module")
+    if len(fits) == 1:
+        return Decision(fits[0], "layout", "", kinds.default_params(fits[0], module))
+    if len({repr(signature(k)) for k in fits}) == 1:
+        return Decision(fits[0], "layout", f"{' and '.join(fits)} give the same result here", kinds.default_params(fits[0], module))
+    guess = kinds.heuristic(module, fits)
+    if guess is None:
+        raise LayoutError(names, f"cannot tell {' from '.join(fits)}: give a layout map or --kind '{re.escape(module.name)}=KIND'")
+    if options.strict:
+        raise LayoutError(names, f"only a heuristic decides it ({guess.why} → {guess.kind}); --strict forbids that: give a layout map or --kind")
+    return Decision(guess.kind, "heuristic", guess.why, kinds.default_params(guess.kind, module))
+
+
+def _target_signature(module: Module, kind: str, specs, options: Options) -> object:
+    decision = Decision(kind, "probe", "", kinds.default_params(kind, module))
+    dts = {n: d for n, (_, d) in specs.items()}
+    out = []
+    for fw in options.targets:
+        for move, coll in LAYOUTS[fw].from_canonical(module, decision, dts):
+            out.append((fw, coll, move.op, move.targets))
+    return out
+
+
+def _from_canonical(fw: str, modules: dict[str, Module], decisions: dict[str, Decision], specs, tf_model_name: str) -> list[tuple[Move, str]]:
+    layout, dts = LAYOUTS[fw], {n: d for n, (_, d) in specs.items()}
+    moves = [mc for name, module in modules.items() for mc in layout.from_canonical(module, decisions[name], dts)]
+    if fw == "tf":
+        moves = [(_rename(m, lambda n: n if n.startswith(EXTRA + "/") else f"{tf_model_name}/{n}"), c) for m, c in moves]
+    elif fw == "flax" and any(c != PARAMS for m, c in moves if not m.targets[0][0].startswith(EXTRA)):
+        moves = [(_rename(m, lambda n, c=c: n if n.startswith(EXTRA + "/") else f"{c}/{n}"), c) for m, c in moves]
+    return moves
+
+
+def _rename(move: Move, fn: Callable[[str], str]) -> Move:
+    return Move(move.sources, tuple((fn(n), s, d) for n, s, d in move.targets), move.fn, move.op, move.kind, move.how, move.why, move.optional)
+
+
+# native → canonical ---------------------------------------------------------------------
+def _native_modules(source: Source) -> dict[str, tuple[dict[str, tuple], dict[str, str], str]]:
+    """Native modules: path → (leaf → spec, leaf → full name, collection)."""
+    names = list(source.infos)
+    if source.framework == "tf":
+        stripped = {n: n.split("/", 1)[1] if "/" in n else n for n in names}
+        split = {n: tf.split_native(s) for n, s in stripped.items()}
+        colls = {n: PARAMS for n in names}
+    else:
+        roots = {n.split("/", 1)[0] for n in names}
+        wrapped = PARAMS in roots and roots <= set(fx.COLLECTIONS)
+        colls = {n: n.split("/", 1)[0] if wrapped else PARAMS for n in names}
+        stripped = {n: n.split("/", 1)[1] if wrapped else n for n in names}
+        children: dict[str, set[str]] = {}
+        for s in stripped.values():
+            parts = s.split("/")
+            if len(parts) >= 2:
+                children.setdefault("/".join(parts[:-2]), set()).add(parts[-2])
+        split = {n: fx.split_native(s, children.get("/".join(s.split("/")[:-2]), set())) for n, s in stripped.items()}
+    out: dict[str, tuple[dict, dict, str]] = {}
+    for n in names:
+        path, leaf = split[n]
+        key = (path, colls[n] if colls[n] not in (PARAMS, "batch_stats") else "")
+        leaves, full, _ = out.setdefault(key, ({}, {}, colls[n]))
+        leaves[leaf], full[leaf] = source.infos[n], n
+    return {k: v for k, v in out.items()}
+
+
+def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], dict[str, Decision]]:
+    layout = LAYOUTS[source.framework]
+    moves: list[Move] = []
+    decisions: dict[str, Decision] = {}
+    for (path, _), (leaves, full, coll) in _native_modules(source).items():
+        cmod = layout.canonical_module(path)
+        trial = {k: layout.to_canonical(path, k, leaves, full, source.extras, Decision(k, "probe")) for k in _native_kinds(layout)}
+        fits = [k for k, m in trial.items() if m is not None]
+        if not fits:
+            for leaf, spec in leaves.items():
+                kind = "buffer" if coll == "buffers" or not kinds._is_float(spec[1].name) else "param"
+                cname = ".".join(p for p in (cmod, leaf.replace("/", ".")) if p)
+                moves.append(single(full[leaf], spec[0], spec[1], cname, ops.IDENTITY, kind=kind, how="layout", why="copied as is"))
+            continue
+        probe = Module(cmod, {})
+
+        def signature(k, trial=trial):
+            canon = trial[k]
+            cspecs = {n: (s, d) for m in canon for n, s, d in m.targets}
+            mods = _modules(cspecs)
+            tgt = [_target_signature(m, k if k in kinds.candidates(m) else (kinds.candidates(m) or ["param"])[0], cspecs, options) for m in mods.values()]
+            return ([(m.op, m.targets) for m in canon], tgt)
+
+        decision = _decide(probe, fits, options, signature, names=", ".join(full.values()))
+        chosen = layout.to_canonical(path, decision.kind, leaves, full, source.extras, decision)
+        if chosen is None:
+            raise LayoutError(", ".join(full.values()), f"the tensors do not fit {decision.kind}")
+        moves.extend(chosen)
+        decisions[cmod] = decision
+    return moves, decisions
+
+
+def _native_kinds(layout: Layout) -> list[str]:
+    return [k for k in list(layout.leaves) + list(layout.recurrent) if k not in ("param", "buffer")]
