@@ -11,6 +11,9 @@ import re
 import sqlite3
 from typing import Any
 
+from pathlib import Path
+
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -24,6 +27,7 @@ from .storage import GITATTRIBUTES, Repo, branch_ref
 REGULAR_LIMIT = 10 << 20
 LFS_PATTERNS = [line.split()[0] for line in GITATTRIBUTES.splitlines() if line]
 DISCUSSION_PAGE = 50
+Op = tuple[str, str, "list[Any] | None"]
 LEGACY_UA = re.compile(r"\bhf_hub/0\.")
 
 
@@ -72,7 +76,52 @@ async def preupload(ctx: HubContext, request: Request, t: str, ns: str, name: st
     return json_response({"files": out, "commitOid": None})
 
 
-def _op(ctx: HubContext, repo: Repo, key: str, value: dict[str, Any]) -> tuple[str, str, list[Any] | None]:
+def _parse_payload(ctx: HubContext, repo: Repo, spool: Path) -> tuple[dict[str, Any], list[Op]]:
+    header: dict[str, Any] | None = None
+    ops = []
+    with open(spool, "rb") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                key, value = obj["key"], obj["value"]
+            except (ValueError, KeyError, TypeError):
+                raise bad_request("Malformed commit payload: each line must be {key, value}") from None
+            if key == "header":
+                header = value
+            else:
+                ops.append(_op(ctx, repo, key, value))
+    if header is None:
+        raise bad_request("Commit payload has no header line")
+    return header, ops
+
+
+def _apply(ctx: HubContext, request: Request, repo: Repo, user: str, rev: str, header: dict[str, Any],
+           ops: list[Op]) -> tuple[str, int | None]:
+    """One transaction: open the PR if asked, check the parent, write the commit, move the ref."""
+    title = str(header.get("summary") or "").strip() or "Upload files"
+    message = str(header.get("description") or "")
+    store = ctx.store
+    with store.tx():
+        pr_num = None
+        if _flag(request, "create_pr"):
+            pr_num = store.create_discussion(repo, title, message, user, True, branch_ref(rev))
+            ref = f"refs/pr/{pr_num}"
+        else:
+            ref = branch_ref(rev)
+            if ref.startswith("refs/pr/"):
+                d = store.discussion(repo, int(ref.rsplit("/", 1)[1]))
+                if d["status"] not in ("open", "draft"):
+                    raise forbidden(f"Pull request {d['num']} is {d['status']}: it takes no more commits")
+                pr_num = d["num"]
+        cid = store.commit(repo, ref, ops, title, message, user, header.get("parentCommit"))
+        if pr_num is not None:
+            store.add_event(repo, pr_num, "commit", user, {"subject": title, "oid": cid})
+    return cid, pr_num
+
+
+def _op(ctx: HubContext, repo: Repo, key: str, value: dict[str, Any]) -> Op:
     raw = value.get("path")
     path = check_path(raw.rstrip("/") if key == "deletedFolder" and isinstance(raw, str) else raw)
     if key == "file":
@@ -109,44 +158,12 @@ async def commit(ctx: HubContext, request: Request, t: str, ns: str, name: str, 
         with os.fdopen(fd, "wb") as f:
             async for chunk in request.stream():
                 f.write(chunk)
-        header: dict[str, Any] | None = None
-        ops = []
-        with open(spool, "rb") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                    key, value = obj["key"], obj["value"]
-                except (ValueError, KeyError, TypeError):
-                    raise bad_request("Malformed commit payload: each line must be {key, value}") from None
-                if key == "header":
-                    header = value
-                else:
-                    ops.append(_op(ctx, repo, key, value))
+        # Decoding, hashing and fsyncing blobs, then the SQLite commit, run off the event loop so
+        # one large commit does not stall every other client.
+        header, ops = await run_in_threadpool(_parse_payload, ctx, repo, spool)
     finally:
         spool.unlink(missing_ok=True)
-    if header is None:
-        raise bad_request("Commit payload has no header line")
-    title = str(header.get("summary") or "").strip() or "Upload files"
-    message = str(header.get("description") or "")
-    parent = header.get("parentCommit")
-    store = ctx.store
-    with store.tx():
-        pr_num = None
-        if _flag(request, "create_pr"):
-            pr_num = store.create_discussion(repo, title, message, user or "", True, branch_ref(rev))
-            ref = f"refs/pr/{pr_num}"
-        else:
-            ref = branch_ref(rev)
-            if ref.startswith("refs/pr/"):
-                d = store.discussion(repo, int(ref.rsplit("/", 1)[1]))
-                if d["status"] not in ("open", "draft"):
-                    raise forbidden(f"Pull request {d['num']} is {d['status']}: it takes no more commits")
-                pr_num = d["num"]
-        cid = store.commit(repo, ref, ops, title, message, user or "", parent)
-        if pr_num is not None:
-            store.add_event(repo, pr_num, "commit", user or "", {"subject": title, "oid": cid})
+    cid, pr_num = await run_in_threadpool(_apply, ctx, request, repo, user or "", rev, header, ops)
     base = f"{base_url(request)}/{repo.repo_id}"
     # huggingface_hub 0.x parses commitUrl against its global endpoint, not HfApi(endpoint=); it
     # rewrites the canonical huggingface.co form to that endpoint, so it gets that form.

@@ -104,7 +104,7 @@ async def _stream_to(request: Request, path: Path) -> tuple[str, int]:
                 f.write(chunk)
                 size += len(chunk)
         f.flush()
-        os.fsync(f.fileno())
+        await run_in_threadpool(os.fsync, f.fileno())  # can take a while for big files
     return digest.hexdigest(), size
 
 

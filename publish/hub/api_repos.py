@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from .auth import HubContext, check_name
 from .cards import CardError, card_data, card_tags, split_card
-from .errors import ApiError, bad_request, forbidden, repo_not_found, unauthorized
+from .errors import ApiError, bad_request, forbidden, repo_not_found
 from .responses import base_url, error_response, iso, json_response, paged
 from .storage import Repo
 
@@ -244,6 +244,3 @@ async def validate_yaml(ctx: HubContext, request: Request) -> Response:
         return json_response({"errors": [{"message": e.message}], "warnings": []}, status=400)
     return json_response({"errors": [], "warnings": []})
 
-
-__all__ = ["whoami", "create_repo", "delete_repo", "settings", "repo_info", "list_models", "list_refs",
-           "list_commits", "branch", "tag", "validate_yaml", "repo_json", "read_json", "unauthorized"]

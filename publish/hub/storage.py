@@ -268,7 +268,7 @@ class Store:
             head = self.ref(repo, ref)
             if head is None:
                 raise revision_not_found(ref)
-            if parent and not head.startswith(parent.lower()):
+            if parent and (len(parent) < 7 or not head.startswith(parent.lower())):
                 raise ApiError(412, f"Parent commit {parent} is not the head of {ref} ({head})", "PreconditionFailed")
             files = dict(self.tree_files(head))
             for kind, path, entry in ops:

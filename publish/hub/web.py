@@ -112,7 +112,7 @@ async def repo_page(ctx: HubContext, request: Request, ns: str, name: str) -> Re
     files = ctx.store.tree_files(cid)
     meta = readme_meta(ctx, files)
     card = "<p class=muted>No model card.</p>"
-    if (entry := files.get("README.md")) and not entry[2]:
+    if (entry := files.get("README.md")) and not entry[2] and entry[1] <= 1 << 20:
         text = ctx.store.blobs.regular_path(entry[0]).read_text("utf-8", errors="replace")
         try:
             body = split_card(text)[1]
