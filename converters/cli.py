@@ -1,0 +1,140 @@
+"""``tensorferry convert``: argument parsing and the human/JSON output of a conversion.
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_subparser(p.add_subparsers())
+>>> p.parse_args(["convert", "ckpt", "--to", "tf", "--out", "o"]).to
+'tf'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .checkpoint import open_source
+from .convert import CANONICAL, GRAPH_NODES, convert, plan_for
+from .errors import InputError
+from .moves import EXTRA
+from .plan import Plan
+
+
+def add_subparser(subparsers) -> None:
+    """Register ``convert`` on the main CLI's subparsers."""
+    p = subparsers.add_parser("convert", help="convert weights between PyTorch, TensorFlow and Flax layouts",
+                              description="SRC is a folder with config.json and one framework's weights under standard "
+                                          "names, or one weights file of any name (format read from its content).")
+    p.add_argument("src", help="checkpoint folder or weights file")
+    p.add_argument("--to", default=",".join(GRAPH_NODES), help="targets, comma separated: pt,tf,flax (default: all)")
+    p.add_argument("--out", help="output folder (required unless --explain)")
+    p.add_argument("--from", dest="source_framework", default="auto", choices=["auto", *GRAPH_NODES],
+                   help="source framework when SRC holds several (default: auto)")
+    p.add_argument("--explain", action="store_true", help="print the route and every tensor's mapping, write nothing")
+    p.add_argument("--strict", action="store_true", help="refuse to decide any tensor by heuristic")
+    p.add_argument("--dtype", help="cast floating tensors (float32, float16, bfloat16); integers keep theirs")
+    p.add_argument("--max-shard-size", default="5GB", help="shard outputs past this size (default: 5GB)")
+    p.add_argument("--kind", action="append", default=[], metavar="REGEX=KIND",
+                   help="declare a module's kind, e.g. 'features\\.3=depthwise:2' (repeatable)")
+    p.add_argument("--layout-map", help="a layout map JSON to use instead of the one for config.json's model_type")
+    p.add_argument("--no-extras", dest="extras", action="store_false",
+                   help="leave out the side data that makes LSTM/GRU/BatchNorm round trips exact")
+    p.add_argument("--verify", action="store_true", help="verify the written variants afterwards")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_convert)
+
+
+def _kinds(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        regex, sep, kind = pair.rpartition("=")
+        if not sep or not regex:
+            raise InputError("--kind", f"expected REGEX=KIND, got {pair!r}")
+        out[regex] = kind
+    return out
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    source_fw = None if args.source_framework == "auto" else args.source_framework
+    kinds = _kinds(args.kind)
+    if args.explain:
+        source = open_source(args.src, source_fw)
+        plan = plan_for(source, args.to.split(","), strict=args.strict, kinds=kinds, layout_map=args.layout_map)
+        rows = explain(plan)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(render(rows))
+        return 0
+    if not args.out:
+        raise InputError("--out", "an output folder is needed (or use --explain)")
+    bar = _progress(args)
+    try:
+        result = convert(args.src, args.out, args.to.split(","), source_framework=source_fw, strict=args.strict,
+                         dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
+                         extras=args.extras, progress=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    report = result.to_json()
+    code = 0
+    if args.verify:
+        from .verify import verify_dir
+
+        verification = verify_dir(args.out, reference=args.src, frameworks=args.to.split(","))
+        report["verification"] = verification.to_json()
+        code = 0 if verification.passed else 3
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for fw, o in result.outputs.items():
+            print(f"{fw}: {', '.join(o.files)} ({o.tensors} tensors, {o.bytes / 1e6:.1f} MB)")
+        for module, why in result.heuristics.items():
+            print(f"heuristic: {module} taken as {why}", file=sys.stderr)
+        print(f"wrote {args.out} in {result.seconds:.2f}s")
+        if args.verify:
+            print(verification.summary())
+    return code
+
+
+def _progress(args: argparse.Namespace):
+    if args.json:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    source = open_source(args.src, None if args.source_framework == "auto" else args.source_framework)
+    total = source.nbytes * len([t for t in args.to.split(",") if t.strip()])
+    return tqdm(total=total, unit="B", unit_scale=True, desc="converting", file=sys.stderr, disable=None, leave=False)
+
+
+def explain(plan: Plan) -> dict:
+    """The route and, per target, every tensor's source name → target name and transform."""
+    canonical = {name: m for m in plan.canonical for name, _, _ in m.targets}
+    out = {"route": [plan.source.framework, CANONICAL, ", ".join(plan.targets)], "source": [str(f) for f in plan.source.files],
+           "kinds": {m: {"kind": d.kind, "decided_by": d.how, "why": d.why, **dict(d.params)} for m, d in plan.decisions.items()},
+           "targets": {}}
+    for fw, moves in plan.targets.items():
+        rows = []
+        for move, _ in moves:
+            srcs = list(dict.fromkeys(s for c in move.sources for s in (canonical[c].sources if c in canonical else (c,))))
+            first = canonical.get(move.sources[0]) if move.sources else None
+            steps = [x for x in ((first.op if first else ""), move.op) if x and x != "identity"]
+            for name, shape, dt in move.targets:
+                side = name.startswith(EXTRA + "/")
+                rows.append({"from": srcs, "to": name + (":0" if fw == "tf" and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
+                             "transform": " ; ".join(steps) or "identity", "kind": move.kind, "decided_by": move.how})
+        out["targets"][fw] = rows
+    return out
+
+
+def render(rows: dict) -> str:
+    lines = ["route: " + " → ".join(rows["route"])]
+    heur = [m for m, d in rows["kinds"].items() if d["decided_by"] == "heuristic"]
+    if heur:
+        lines.append(f"decided by heuristic ({len(heur)}): " + ", ".join(heur))
+    for fw, items in rows["targets"].items():
+        lines.append(f"\n{fw}:")
+        width = max((len(", ".join(r["from"])) for r in items), default=0)
+        for r in items:
+            lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}")
+    return "\n".join(lines)

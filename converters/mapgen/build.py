@@ -1,0 +1,142 @@
+"""Which transformers classes exist per model_type, and how to build their tiny configs (data tables).
+
+Runs only inside the transformers 4.57.6 environment.  Quirks are table rows, not code paths:
+``SHRINK`` applies to every config that has the attribute, ``OVERRIDES`` fixes single model types,
+``NOT_BUILDABLE`` names the model types that need more than their own config, with the reason.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+
+# Applied to any config that has the attribute: small enough to build in a second, with at least
+# two list entries everywhere so list indices can be generalised into `{0}` placeholders.
+SHRINK: dict[str, object] = {
+    "hidden_size": 32, "d_model": 32, "n_embd": 32, "dim": 32, "embed_dim": 32, "d_embed": 32,
+    "embedding_size": 32, "projection_dim": 32, "hidden_dim": 37,
+    "num_hidden_layers": 2, "n_layer": 2, "n_layers": 2, "num_layers": 2,
+    "encoder_layers": 2, "decoder_layers": 2, "num_decoder_layers": 2,
+    "num_attention_heads": 4, "n_head": 4, "n_heads": 4, "num_heads": 4,
+    "encoder_attention_heads": 4, "decoder_attention_heads": 4,
+    "intermediate_size": 37, "d_ff": 37, "d_inner": 37, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37,
+    "ffn_dim": 37, "n_inner": 37, "d_kv": 8,
+    "max_position_embeddings": 64, "n_positions": 64,
+}
+
+# Per model_type: what SHRINK gets wrong or leaves too big (vision/speech stacks, sub-configs).
+OVERRIDES: dict[str, dict[str, object]] = {
+    "vit": {"image_size": 32, "patch_size": 8},
+    "deit": {"image_size": 32, "patch_size": 8},
+    "vit_mae": {"image_size": 32, "patch_size": 8, "decoder_hidden_size": 32, "decoder_num_hidden_layers": 2,
+                "decoder_num_attention_heads": 4, "decoder_intermediate_size": 37},
+    "beit": {"image_size": 32, "patch_size": 8},
+    "data2vec-vision": {"image_size": 32, "patch_size": 8},
+    "resnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 2]},
+    "regnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 2], "groups_width": 8},
+    "convnext": {"hidden_sizes": [8, 16], "depths": [1, 2]},
+    "convnextv2": {"hidden_sizes": [8, 16], "depths": [1, 2]},
+    "swin": {"image_size": 32, "patch_size": 4, "embed_dim": 8, "depths": [1, 2], "num_heads": [2, 2],
+             "window_size": 2},
+    "segformer": {"hidden_sizes": [8, 16], "depths": [1, 2], "num_attention_heads": [1, 2],
+                  "sr_ratios": [2, 1], "num_encoder_blocks": 2, "decoder_hidden_size": 16,
+                  "patch_sizes": [7, 3], "strides": [4, 2]},
+    "mobilevit": {"image_size": 32, "hidden_sizes": [16, 24, 32], "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 64]},
+    "efficientformer": {"depths": [1, 1, 1, 2], "hidden_sizes": [8, 16, 24, 32], "num_meta3d_blocks": 1,
+                        "image_size": 32},
+    "cvt": {"embed_dim": [8, 16, 24], "num_heads": [1, 2, 3], "depth": [1, 1, 2]},
+    "wav2vec2": {"conv_dim": [8, 8], "conv_stride": [5, 2], "conv_kernel": [10, 3],
+                 "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "vocab_size": 32},
+    "hubert": {"conv_dim": [8, 8], "conv_stride": [5, 2], "conv_kernel": [10, 3],
+               "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "vocab_size": 32},
+    "whisper": {"num_mel_bins": 8, "max_source_positions": 32, "max_target_positions": 32, "vocab_size": 120,
+                "decoder_start_token_id": 1, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+                "suppress_tokens": None, "begin_suppress_tokens": None},
+    "speech_to_text": {"num_conv_layers": 2, "conv_channels": 16, "input_feat_per_channel": 8,
+                       "max_source_positions": 64, "max_target_positions": 64},
+    "clip": {}, "groupvit": {}, "blip": {}, "xglm": {}, "led": {"max_encoder_position_embeddings": 64,
+                                                             "max_decoder_position_embeddings": 64,
+                                                             "attention_window": [4, 4]},
+    "longformer": {"attention_window": [4, 4]},
+    "funnel": {"block_sizes": [1, 1], "d_head": 8, "num_decoder_layers": 1},
+    "transfo-xl": {"cutoffs": [10, 20], "div_val": 1, "d_head": 8, "vocab_size": 40},
+    "xlnet": {"d_head": 8},
+    "big_bird": {"attention_type": "original_full"},
+    "layoutlmv3": {"input_size": 32, "patch_size": 8},
+    "tapas": {},
+    "rag": {},
+}
+
+# Model types the generator skips, with the reason the README prints.
+NOT_BUILDABLE: dict[str, str] = {
+    "encoder-decoder": "composite: its layout is that of the encoder and decoder model types chosen at build time",
+    "vision-encoder-decoder": "composite: its layout is that of the encoder and decoder model types chosen at build time",
+    "speech-encoder-decoder": "composite: its layout is that of the encoder and decoder model types chosen at build time",
+    "vision-text-dual-encoder": "composite: its layout is that of the vision and text model types chosen at build time",
+    "rag": "needs a retriever and question-encoder/generator sub-models, not buildable from its config alone",
+}
+
+
+@dataclass
+class Family:
+    """One model_type with the transformers class triples (PT, TF, Flax) that share its config."""
+
+    model_type: str
+    classes: list[tuple[str, str | None, str | None]] = field(default_factory=list)
+
+
+def families() -> dict[str, Family]:
+    """Every model_type with a TF or Flax class in transformers, e.g. ``families()["bert"].classes[0]``."""
+    import transformers
+
+    out: dict[str, Family] = {}
+    for name in dir(transformers):
+        for prefix, base in (("TF", "TFPreTrainedModel"), ("Flax", "FlaxPreTrainedModel")):
+            if not name.startswith(prefix) or "Pretrained" in name or name.endswith(("PreTrainedModel", "MainLayer")):
+                continue
+            try:
+                cls = getattr(transformers, name)
+            except Exception:  # a backend that fails to import drops that class, not the run
+                continue
+            if not inspect.isclass(cls) or not issubclass(cls, getattr(transformers, base)):
+                continue
+            config_class = getattr(cls, "config_class", None)
+            model_type = getattr(config_class, "model_type", None)
+            pt_name = name[len(prefix):]
+            if not model_type or not hasattr(transformers, pt_name):
+                continue
+            fam = out.setdefault(model_type, Family(model_type))
+            row = next((r for r in fam.classes if r[0] == pt_name), None)
+            if row is None:
+                row = (pt_name, None, None)
+                fam.classes.append(row)
+            i = fam.classes.index(row)
+            fam.classes[i] = (pt_name, name, row[2]) if prefix == "TF" else (pt_name, row[1], name)
+    for fam in out.values():
+        # Base model first: it is the fallback architecture of a map.
+        fam.classes.sort(key=lambda r: (not r[0].endswith("Model") or "For" in r[0], r[0]))
+    return dict(sorted(out.items()))
+
+
+def tiny_config(model_type: str):
+    """The small config for ``model_type``: defaults, then SHRINK where present, then OVERRIDES."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(model_type)
+    updates = {k: v for k, v in SHRINK.items() if hasattr(config, k) and _shrinkable(getattr(config, k))}
+    updates.update(OVERRIDES.get(model_type, {}))
+    # Rebuild rather than setattr: derived attributes (head_dim, layer lists) follow the new sizes.
+    config = AutoConfig.for_model(model_type, **updates)
+    for sub in ("text_config", "vision_config", "audio_config"):
+        subconfig = getattr(config, sub, None)
+        if subconfig is not None and not isinstance(subconfig, dict):
+            for k, v in SHRINK.items():
+                if hasattr(subconfig, k) and _shrinkable(getattr(subconfig, k)):
+                    setattr(subconfig, k, v)
+            if hasattr(subconfig, "image_size"):
+                subconfig.image_size, subconfig.patch_size = 32, 8
+    return config
+
+
+def _shrinkable(value: object) -> bool:
+    # Lists (per-stage sizes) and None keep their defaults; OVERRIDES handles them.
+    return isinstance(value, int) and not isinstance(value, bool)

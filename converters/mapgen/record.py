@@ -1,0 +1,249 @@
+"""Record what transformers 4.57.6 itself does with every tensor of one model_type.
+
+Runs inside the transformers environment.  For each (PT, TF, Flax) class triple it builds the tiny
+PyTorch model, gives every floating tensor its own random values, lets transformers convert it
+(``from_pt=True`` + ``save_pretrained``), reads the files transformers wrote, and matches each TF /
+Flax tensor to its PyTorch source by the sorted-value fingerprint; the op is then searched and checked
+bit for bit.  So the map is what transformers does, not what we believe it does.
+"""
+from __future__ import annotations
+
+import gc
+import tempfile
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from .match import find_op, fingerprint, generalise
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for k, v in tree.items():
+        path = f"{prefix}/{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(_flatten(v, path))
+        else:
+            out[path] = np.asarray(v)
+    return out
+
+
+def _read_h5(path: Path) -> tuple[list[str], list[str], dict[str, tuple[str, np.ndarray]]]:
+    """(layer_names attr, root groups, {full weight name without ':0': (group, value)})."""
+    import h5py
+
+    weights: dict[str, tuple[str, np.ndarray]] = {}
+    with h5py.File(path, "r") as f:
+        layers = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
+        groups = list(f.keys())
+        for g in groups:
+            for n in f[g].attrs.get("weight_names", []):
+                n = n.decode() if isinstance(n, bytes) else n
+                weights[n.removesuffix(":0")] = (g, np.asarray(f[g][n]))
+    return layers, groups, weights
+
+
+def _match(pt_arrays: dict[str, np.ndarray], by_print: dict[str, list[str]], canonical: set[str],
+           native: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """PT key -> (native name, op) and the native names no PT tensor explains."""
+    found: dict[str, tuple[str, str]] = {}
+    orphans: list[str] = []
+    for name, value in native.items():
+        keys = by_print.get(fingerprint(value) or "", [])
+        # A tied group shares one fingerprint: the key transformers keeps in the file is the source.
+        keys = sorted(keys, key=lambda k: (k not in canonical, k in found))
+        op = None
+        for key in keys:
+            op = find_op(pt_arrays[key], value)
+            if op is not None:
+                break
+        if op is None:
+            orphans.append(name)
+        elif key in found:
+            raise ValueError(f"{key} feeds both {found[key][0]} and {name}")
+        else:
+            found[key] = (name, op)
+    return found, orphans
+
+
+def _record_tf(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict, canonical: set) -> tuple[dict, dict]:
+    import tf_keras
+
+    tf_keras.backend.clear_session()  # else Keras numbers the second model `tf_x_model_1`
+    tf_model, info = cls.from_pretrained(pt_dir, from_pt=True, output_loading_info=True)
+    tf_model.save_pretrained(work / "tf")
+    layers, groups, weights = _read_h5(work / "tf" / "tf_model.h5")
+    firsts = {n.split("/")[0] for n in weights}
+    model_name = firsts.pop() if len(firsts) == 1 else tf_model.name
+    native, group_of = {}, {}
+    for n, (g, v) in weights.items():
+        short = n.split("/", 1)[1] if n.startswith(model_name + "/") else n
+        native[short] = v
+        if short.split("/")[0] != g:  # the writer must put this one in another h5 group
+            group_of[short] = g
+    found, orphans = _match(pt_arrays, by_print, canonical, native)
+    out = {"class": cls.__name__, "model_name": model_name, "layers": layers, "h5_groups": groups,
+           "only": sorted(orphans), "load_missing": sorted(info.get("missing_keys", [])),
+           "load_unexpected": sorted(info.get("unexpected_keys", []))}
+    if group_of:
+        out["groups"] = group_of
+    return out, found
+
+
+def _record_flax(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict, canonical: set) -> tuple[dict, dict]:
+    from flax.serialization import msgpack_restore
+
+    fmodel = cls.from_pretrained(pt_dir, from_pt=True)
+    fmodel.save_pretrained(work / "flax")
+    tree = _flatten(msgpack_restore((work / "flax" / "flax_model.msgpack").read_bytes()))
+    found, orphans = _match(pt_arrays, by_print, canonical, tree)
+    return {"class": cls.__name__, "only": sorted(orphans),
+            "batch_stats": any(p.startswith("batch_stats/") for p in tree)}, found
+
+
+def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: str | None,
+                 work: Path) -> dict:
+    """The map entry of one architecture (see docs/transformers.md for the format)."""
+    import torch
+    import transformers
+    from safetensors.numpy import load_file
+
+    from .build import tiny_config
+
+    config = tiny_config(model_type)
+    torch.manual_seed(0)
+    model = getattr(transformers, pt_name)(config).eval()
+    gen = torch.Generator().manual_seed(1)
+    state = model.state_dict(keep_vars=True)
+    with torch.no_grad():
+        for t in state.values():
+            if t.is_floating_point():  # distinct values per tensor make the fingerprint a unique id
+                t.copy_(torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t.dtype))
+    pt_dir = work / "pt"
+    model.save_pretrained(pt_dir, safe_serialization=True)
+    canonical = set(load_file(str(pt_dir / "model.safetensors")))
+    pt_arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    param_names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
+    ptrs: dict[tuple, list[str]] = {}
+    for k, v in model.state_dict().items():
+        ptrs.setdefault((v.data_ptr(), tuple(v.shape), v.dtype), []).append(k)
+    tied = {k: next(x for x in ks if x in canonical) for ks in ptrs.values() if len(ks) > 1
+            and any(x in canonical for x in ks) for k in ks if k not in canonical}
+    by_print: dict[str, list[str]] = {}
+    for k, v in pt_arrays.items():
+        fp = fingerprint(v)
+        if fp:
+            by_print.setdefault(fp, []).append(k)
+
+    arch: dict = {"pt": {"class": pt_name}}
+    tf_found: dict[str, tuple[str, str]] = {}
+    flax_found: dict[str, tuple[str, str]] = {}
+    errors: dict[str, str] = {}
+    for framework, cls_name, recorder in (("tf", tf_name, _record_tf), ("flax", flax_name, _record_flax)):
+        if not cls_name:
+            continue
+        try:  # one framework failing must not lose the other
+            arch[framework], found = recorder(getattr(transformers, cls_name), pt_dir, work, pt_arrays,
+                                              by_print, canonical)
+            (tf_found if framework == "tf" else flax_found).update(found)
+        except Exception as exc:
+            errors[framework] = _reason(exc)
+            traceback.print_exc()
+    tf_name = tf_name if "tf" in arch else None
+    flax_name = flax_name if "flax" in arch else None
+    if errors:
+        arch["errors"] = errors
+    if not tf_name and not flax_name:
+        raise RuntimeError("; ".join(f"{k}: {v}" for k, v in errors.items()) or "no TF or Flax class")
+
+    rows = []
+    notes = {}
+    ops = {}
+    for k in pt_arrays:
+        tf_n, tf_op = tf_found.get(k, (None, None))
+        fx_n, fx_op = flax_found.get(k, (None, None))
+        rows.append((k, tf_n, fx_n))
+        ops[k] = (tf_op, fx_op)
+        if k in tied:
+            notes[k] = ("tied", tied[k])
+        elif k not in param_names:
+            notes[k] = ("buffer", None)
+    # Buffers that PyTorch no longer saves (position_ids, …) still sit in older checkpoints.
+    for k, _ in model.named_buffers():
+        if k not in pt_arrays:
+            rows.append((k, None, None))
+            notes[k] = ("buffer", None)
+            ops[k] = (None, None)
+    tensors = []
+    for pt_t, tf_t, fx_t in generalise(rows):
+        example = pt_t.format(*(["0"] * 8)) if "{" in pt_t else pt_t
+        src = next(r for r in rows if r[0] == example or _same(pt_t, r[0]))
+        e: dict = {"pt": pt_t}
+        if tf_name:
+            e["tf"] = tf_t
+            if tf_t is not None:
+                e["tf_op"] = ops[src[0]][0]
+                g = arch["tf"].get("groups", {}).get(tf_found[src[0]][0])
+                if g:
+                    e["tf_group"] = g
+        if flax_name:
+            e["flax"] = fx_t
+            if fx_t is not None:
+                e["flax_op"] = ops[src[0]][1]
+        note = notes.get(src[0])
+        if note and note[0] == "tied":
+            e["tied_to"] = _generalise_like(note[1], src[0], pt_t)
+            e["note"] = "tied parameter, stored once"
+        elif note:
+            e["note"] = "buffer" + ("" if (e.get("tf") or e.get("flax")) else ", PyTorch only")
+        elif (tf_name and e.get("tf") is None) or (flax_name and e.get("flax") is None):
+            missing = [f for f in ("tf", "flax") if f in e and e[f] is None]
+            e["note"] = f"no {'/'.join(missing)} counterpart in transformers"
+        tensors.append(e)
+    arch["pt"]["canonical_keys"] = len(canonical)
+    # transformers' own list of PyTorch keys it drops without a warning (regexes).
+    arch["pt"]["ignore_unexpected"] = list(getattr(model, "_keys_to_ignore_on_load_unexpected", None) or [])
+    arch["tensors"] = tensors
+    _check_ops(tensors, ops)
+    return arch
+
+
+def _same(template: str, key: str) -> bool:
+    import re
+
+    rx = re.escape(template)
+    rx = re.sub(r"\\\{\d+\\\}", r"\\d+", rx)
+    return re.fullmatch(rx, key) is not None
+
+
+def _generalise_like(target: str, key: str, template: str) -> str:
+    # Tied targets keep indices literal unless the key's own indices appear in the same place.
+    return target
+
+
+def _check_ops(tensors: list[dict], ops: dict) -> None:
+    for e in tensors:
+        for f in ("tf_op", "flax_op"):
+            if f in e and e[f] is None:
+                raise ValueError(f"{e['pt']}: no op reproduces transformers' {f[:-3]} tensor")
+
+
+def record_family(model_type: str, classes: list[tuple[str, str | None, str | None]]) -> tuple[dict, dict[str, str]]:
+    """({PT class: architecture map}, {class triple: failure reason}) for one model_type."""
+    archs: dict = {}
+    failures: dict[str, str] = {}
+    for pt_name, tf_name, flax_name in classes:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                archs[pt_name] = record_class(model_type, pt_name, tf_name, flax_name, Path(tmp))
+            except Exception as exc:  # one class failing must not lose the family
+                failures[pt_name] = _reason(exc)
+                traceback.print_exc()
+        gc.collect()
+    return archs, failures
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

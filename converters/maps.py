@@ -1,0 +1,327 @@
+"""Layout maps of transformers architectures, read from ``maps/transformers/{model_type}.json``.
+
+The maps are generated from transformers 4.57.6 itself (``python -m tensorferry.converters.mapgen
+generate``); this module only reads them, with no transformers, TensorFlow or JAX import.  One
+:class:`ArchitectureMap` answers, for one architecture, where every PyTorch tensor goes in a
+``tf_model.h5`` (Keras weight name) or ``flax_model.msgpack`` (``/``-joined tree path) and which op
+moves it there, in both directions, including base/head cross-loading (``bert.`` prefix or not).
+
+>>> m = find_map({"model_type": "bert", "architectures": ["BertModel"]})
+>>> out = m.from_canonical("tf", {"encoder.layer.11.attention.self.query.weight": ((384, 384), "F32")})
+>>> name, op = out["encoder.layer.11.attention.self.query.weight"]
+>>> name, str(op)
+('tf_bert_model/bert/encoder/layer_._11/attention/self/query/kernel', 'T')
+>>> back = m.to_canonical("tf", {name: ((384, 384), "F32")})
+>>> back[name][0]
+'encoder.layer.11.attention.self.query.weight'
+"""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import LayoutError
+from .ops import Op, parse
+
+MAPS_DIR = Path(__file__).resolve().parent / "maps" / "transformers"
+FRAMEWORKS = ("tf", "flax")
+Spec = tuple[tuple[int, ...], str]
+# Pre-2020 PyTorch checkpoints name LayerNorm parameters like TF; transformers renames them on load.
+_LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
+_PLACEHOLDER = re.compile(r"\\\{(\d+)\\\}")
+
+
+@functools.cache
+def _load(model_type: str) -> dict | None:
+    path = MAPS_DIR / f"{model_type}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def available() -> list[str]:
+    """The model types that have a map, e.g. ``"bert" in available()``."""
+    return sorted(p.stem for p in MAPS_DIR.glob("*.json") if not p.stem.startswith("_"))
+
+
+def find_map(config: dict | None) -> "ArchitectureMap | None":
+    """The map for ``config["model_type"]`` and ``config["architectures"][0]`` (else the base model).
+
+    >>> find_map({"model_type": "bert"}).architecture
+    'BertModel'
+    >>> find_map({"model_type": "no-such-model"}) is None
+    True
+    """
+    if not config or not isinstance(config.get("model_type"), str):
+        return None
+    doc = _load(config["model_type"])
+    if doc is None:
+        return None
+    for wanted in config.get("architectures") or []:
+        # Configs saved from TF/Flax classes may carry the framework prefix.
+        for name in (wanted, wanted.removeprefix("TF"), wanted.removeprefix("Flax")):
+            if name in doc["architectures"]:
+                return ArchitectureMap(doc, name)
+    return ArchitectureMap(doc, _base_name(doc))
+
+
+def _base_name(doc: dict) -> str:
+    return doc.get("base_architecture") or next(iter(doc["architectures"]))
+
+
+@dataclass(frozen=True)
+class _Rule:
+    pt: str
+    native: dict[str, str | None]
+    ops: dict[str, str]
+    tied_to: str | None
+    group: str | None
+
+
+class _Index:
+    """Template lookup: exact names in a dict, names with ``{i}`` placeholders as regexes."""
+
+    def __init__(self) -> None:
+        self.exact: dict[str, _Rule] = {}
+        self.patterns: list[tuple[re.Pattern, _Rule]] = []
+
+    def add(self, template: str, rule: _Rule) -> None:
+        if "{" not in template:
+            self.exact.setdefault(template, rule)
+            return
+        seen: set[str] = set()
+
+        def group(m: re.Match) -> str:
+            i = m.group(1)
+            if i in seen:
+                return f"(?P=g{i})"
+            seen.add(i)
+            return f"(?P<g{i}>\\d+)"
+
+        self.patterns.append((re.compile(_PLACEHOLDER.sub(group, re.escape(template)) + r"\Z"), rule))
+
+    def find(self, name: str) -> tuple[_Rule, list[str]] | None:
+        if name in self.exact:
+            return self.exact[name], []
+        for rx, rule in self.patterns:
+            m = rx.match(name)
+            if m:
+                values = {int(k[1:]): v for k, v in m.groupdict().items()}
+                return rule, [values.get(i, "0") for i in range(max(values) + 1)]
+        return None
+
+
+def _fill(template: str, values: list[str]) -> str:
+    return template.format(*values) if values else template
+
+
+class ArchitectureMap:
+    """Where each tensor of one transformers architecture lives in TF and Flax files, and how.
+
+    Attributes: ``model_type``, ``architecture`` (PyTorch class name), ``base_model_prefix``,
+    ``tf_model_name`` (first component of Keras weight names, e.g. ``tf_bert_model``; None when
+    the architecture has no TF class), ``tf_layers`` (the h5 root ``layer_names``, weightless layers
+    included: transformers reports a layer missing from it), ``tf_h5_groups``, ``flax_batch_stats``.
+    A call that finds the tensors belong to a sibling architecture switches this map to it.
+    """
+
+    def __init__(self, doc: dict, architecture: str) -> None:
+        self.doc = doc
+        self.model_type: str = doc["model_type"]
+        self.architecture = architecture
+        self.base_model_prefix: str = doc.get("base_model_prefix") or ""
+        arch = doc["architectures"][architecture]
+        tf = arch.get("tf") or {}
+        self.frameworks = tuple(f for f in FRAMEWORKS if f in arch)
+        self.tf_model_name: str | None = tf.get("model_name")
+        self.tf_layers: list[str] = list(tf.get("layers", []))
+        self.tf_h5_groups: list[str] = list(tf.get("h5_groups", []))
+        self.flax_batch_stats: bool = bool((arch.get("flax") or {}).get("batch_stats"))
+        self._native_only = {f: set((arch.get(f) or {}).get("only", [])) for f in FRAMEWORKS}
+        self._ignore = [re.compile(p) for p in (arch.get("pt") or {}).get("ignore_unexpected", [])]
+        self._pt = _Index()
+        self._native = {f: _Index() for f in FRAMEWORKS}
+        self._prefixed = False
+        for e in arch["tensors"]:
+            rule = _Rule(e["pt"], {f: e.get(f) for f in FRAMEWORKS},
+                         {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS}, e.get("tied_to"), e.get("tf_group"))
+            self._pt.add(e["pt"], rule)
+            self._prefixed |= bool(self.base_model_prefix) and e["pt"].startswith(self.base_model_prefix + ".")
+            for f in FRAMEWORKS:
+                if e.get(f):
+                    self._native[f].add(e[f], rule)
+
+    def __repr__(self) -> str:
+        return f"ArchitectureMap({self.model_type!r}, {self.architecture!r})"
+
+    def siblings(self) -> list["ArchitectureMap"]:
+        """The other architectures of this model_type: the configured one first, then the base model."""
+        names = [self.architecture, _base_name(self.doc)] + list(self.doc["architectures"])
+        return [self if n == self.architecture else ArchitectureMap(self.doc, n) for n in dict.fromkeys(names)]
+
+    def tf_group(self, native_name: str) -> str:
+        """The h5 group (top-level Keras layer) that holds a full TF weight name."""
+        short = native_name.split("/", 1)[1] if "/" in native_name else native_name
+        found = self._native["tf"].find(short)
+        if found and found[0].group:
+            return found[0].group
+        return short.split("/", 1)[0]
+
+    # -- PyTorch -> framework ------------------------------------------------------------------
+
+    def _pt_candidates(self, name: str) -> list[str]:
+        # Base and head checkpoints cross-load: try the key as given, then with the base-model
+        # prefix removed or added, each also with legacy LayerNorm names.
+        p = self.base_model_prefix + "."
+        names = [name]
+        if self.base_model_prefix:
+            names.append(name[len(p):] if name.startswith(p) else p + name)
+        for old, new in _LEGACY_SUFFIXES:
+            names += [n[: -len(old)] + new for n in list(names) if n.endswith(old)]
+        return names
+
+    def _find_pt(self, name: str) -> tuple[_Rule, list[str]] | None:
+        for candidate in self._pt_candidates(name):
+            found = self._pt.find(candidate)
+            if found:
+                return found
+        return None
+
+    def from_canonical(self, framework: str, specs: dict[str, Spec]) -> dict[str, tuple[str, Op] | None]:
+        """Canonical PT name -> (native name, op on the PT tensor), or None where the framework has none.
+
+        TF names are full Keras names without ``:0`` (``tf_bert_model/bert/...``); Flax names are
+        ``/``-joined tree paths (``params/...`` for BatchNorm models).  If this architecture cannot
+        place every tensor but another of the same model_type can (a head checkpoint under a base
+        config), that one is used.  Raises LayoutError naming a tensor no architecture places.
+
+        >>> m = find_map({"model_type": "bert", "architectures": ["BertModel"]})
+        >>> m.from_canonical("flax", {"bert.pooler.dense.bias": ((384,), "F32")})["bert.pooler.dense.bias"][0]
+        'pooler/dense/bias'
+        """
+        self._check_framework(framework)
+        return self._resolve(framework, lambda m: m._from_canonical(framework, specs))
+
+    def _from_canonical(self, framework: str, specs: dict[str, Spec]) -> tuple[dict, list[str]]:
+        out: dict[str, tuple[str, Op] | None] = {}
+        unplaced: list[str] = []
+        targets: dict[str, str] = {}
+        for name, (shape, _dtype) in specs.items():
+            found = self._find_pt(name)
+            if found is None:
+                if any(rx.search(name) for rx in self._ignore):
+                    out[name] = None  # transformers drops these keys on load, so do we
+                else:
+                    unplaced.append(name)
+                continue
+            rule, values = found
+            if rule.native[framework] is None and rule.tied_to and not self._has(specs, rule.tied_to, values):
+                # The tied partner is absent from this file: this copy is the one to write.
+                found = self._find_pt(_fill(rule.tied_to, values))
+                rule, values = found if found else (rule, values)
+            template = rule.native[framework]
+            if template is None:
+                out[name] = None
+                continue
+            native = _fill(template, values)
+            if framework == "tf" and self.tf_model_name:
+                native = f"{self.tf_model_name}/{native}"
+            op = parse(rule.ops[framework])
+            try:
+                op.shape(tuple(shape))
+            except ValueError as exc:
+                raise LayoutError(name, f"shape {tuple(shape)} does not fit {framework} op {op}: {exc}") from None
+            if native in targets:
+                raise LayoutError(name, f"both {targets[native]!r} and {name!r} map to {framework} {native!r}")
+            targets[native] = name
+            out[name] = (native, op)
+        return out, unplaced
+
+    def _has(self, specs: dict[str, Spec], template: str, values: list[str]) -> bool:
+        target = _fill(template, values)
+        return any(target in self._pt_candidates(n) for n in specs)
+
+    # -- framework -> PyTorch ------------------------------------------------------------------
+
+    def to_canonical(self, framework: str, specs: dict[str, Spec]) -> dict[str, tuple[str, Op] | None]:
+        """Native name -> (canonical PT name, op on the native tensor), or None to drop the tensor.
+
+        >>> m = find_map({"model_type": "bert", "architectures": ["BertModel"]})
+        >>> name, op = m.to_canonical("tf", {"tf_bert_model/bert/pooler/dense/kernel": ((8, 8), "F32")})[
+        ...     "tf_bert_model/bert/pooler/dense/kernel"]
+        >>> name, str(op)
+        ('pooler.dense.weight', 'T')
+        """
+        self._check_framework(framework)
+        return self._resolve(framework, lambda m: m._to_canonical(framework, specs))
+
+    def _native_candidates(self, framework: str, name: str) -> list[str]:
+        if framework == "tf":
+            # transformers drops the model name unless the name has a single component.
+            return [name.split("/", 1)[1] if "/" in name else name]
+        p = self.base_model_prefix + "/"
+        names = [name]
+        for root in ("", "params/", "batch_stats/"):
+            if name.startswith(root) and self.base_model_prefix:
+                rest = name[len(root):]
+                names.append(root + (rest[len(p):] if rest.startswith(p) else p + rest))
+        return names
+
+    def _to_canonical(self, framework: str, specs: dict[str, Spec]) -> tuple[dict, list[str]]:
+        out: dict[str, tuple[str, Op] | None] = {}
+        unplaced: list[str] = []
+        seen: dict[str, str] = {}
+        for name, (shape, _dtype) in specs.items():
+            found = None
+            for candidate in self._native_candidates(framework, name):
+                found = self._native[framework].find(candidate)
+                if found:
+                    break
+            if found is None:
+                if any(c in self._native_only[framework] for c in self._native_candidates(framework, name)):
+                    out[name] = None  # transformers has it in this framework only (it never reaches PT)
+                else:
+                    unplaced.append(name)
+                continue
+            rule, values = found
+            try:
+                op = parse(rule.ops[framework]).inverse()
+                op.shape(tuple(shape))
+            except ValueError as exc:
+                raise LayoutError(name, f"cannot invert {framework} op {rule.ops[framework]} for shape "
+                                        f"{tuple(shape)}: {exc}") from None
+            pt = _fill(rule.pt, values)
+            if pt in seen:
+                raise LayoutError(name, f"both {seen[pt]!r} and {name!r} map to PyTorch {pt!r}")
+            seen[pt] = name
+            out[name] = (pt, op)
+        return out, unplaced
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _check_framework(self, framework: str) -> None:
+        if framework not in FRAMEWORKS:
+            raise ValueError(f"framework must be one of {FRAMEWORKS}, not {framework!r}")
+        if framework not in self.frameworks:
+            raise LayoutError(self.architecture, f"transformers {self.model_type} has no {framework} class "
+                                                 f"for {self.architecture} (or it is not covered)")
+
+    def _resolve(self, framework: str, run) -> dict:
+        first_unplaced: list[str] | None = None
+        for candidate in self.siblings():
+            if framework not in candidate.frameworks:
+                continue
+            out, unplaced = run(candidate)
+            if not unplaced:
+                if candidate is not self:
+                    # The checkpoint is another architecture of this model_type (a head checkpoint
+                    # under a base config): this map becomes that one, so tf_model_name/tf_layers
+                    # read afterwards describe the file actually written.
+                    self.__dict__.update(candidate.__dict__)
+                return out
+            first_unplaced = first_unplaced if first_unplaced is not None else unplaced
+        name = first_unplaced[0]
+        more = f" (and {len(first_unplaced) - 1} more)" if len(first_unplaced) > 1 else ""
+        raise LayoutError(name, f"not in the transformers {self.model_type} layout map for "
+                                f"{self.architecture} or any sibling architecture{more}")
