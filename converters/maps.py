@@ -77,6 +77,7 @@ class _Rule:
     ops: dict[str, str]
     tied_to: str | None
     group: str | None
+    bare: bool = False
 
 
 class _Index:
@@ -145,7 +146,8 @@ class ArchitectureMap:
         self._prefixed = False
         for e in arch["tensors"]:
             rule = _Rule(e["pt"], {f: e.get(f) for f in FRAMEWORKS},
-                         {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS}, e.get("tied_to"), e.get("tf_group"))
+                         {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS}, e.get("tied_to"), e.get("tf_group"),
+                         bool(e.get("tf_bare")))
             self._pt.add(e["pt"], rule)
             self._prefixed |= bool(self.base_model_prefix) and e["pt"].startswith(self.base_model_prefix + ".")
             for f in FRAMEWORKS:
@@ -225,7 +227,7 @@ class ArchitectureMap:
                 out[name] = None
                 continue
             native = _fill(template, values)
-            if framework == "tf" and self.tf_model_name:
+            if framework == "tf" and self.tf_model_name and not rule.bare:
                 native = f"{self.tf_model_name}/{native}"
             op = parse(rule.ops[framework])
             try:

@@ -74,11 +74,15 @@ def _record_tf(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict, c
     tf_model, info = cls.from_pretrained(pt_dir, from_pt=True, output_loading_info=True)
     tf_model.save_pretrained(work / "tf")
     layers, groups, weights = _read_h5(work / "tf" / "tf_model.h5")
-    firsts = {n.split("/")[0] for n in weights}
-    model_name = firsts.pop() if len(firsts) == 1 else tf_model.name
-    native, group_of = {}, {}
+    firsts = [n.split("/")[0] for n in weights if "/" in n]
+    model_name = max(set(firsts), key=firsts.count) if firsts else tf_model.name
+    native, group_of, bare = {}, {}, []
     for n, (g, v) in weights.items():
-        short = n.split("/", 1)[1] if n.startswith(model_name + "/") else n
+        # transformers drops the first component whatever it is (a few weights, e.g. BART's
+        # `model.shared/...`, do not start with the model name); one-component names stay whole.
+        short = n.split("/", 1)[1] if "/" in n else n
+        if "/" not in n:
+            bare.append(short)
         native[short] = v
         if short.split("/")[0] != g:  # the writer must put this one in another h5 group
             group_of[short] = g
@@ -88,6 +92,8 @@ def _record_tf(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict, c
            "load_unexpected": sorted(info.get("unexpected_keys", []))}
     if group_of:
         out["groups"] = group_of
+    if bare:
+        out["bare"] = bare
     return out, found
 
 
@@ -187,6 +193,8 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
                 g = arch["tf"].get("groups", {}).get(tf_found[src[0]][0])
                 if g:
                     e["tf_group"] = g
+                if tf_found[src[0]][0] in arch["tf"].get("bare", []):
+                    e["tf_bare"] = True  # written without the model-name component
         if flax_name:
             e["flax"] = fx_t
             if fx_t is not None:

@@ -1,0 +1,128 @@
+"""The shipped maps and their runtime reader, without transformers (project environment only)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tensorferry.converters import maps
+from tensorferry.converters.errors import LayoutError
+from tensorferry.converters.mapgen.match import find_op, generalise, reshape_op
+from tensorferry.converters.ops import parse
+
+F32 = "F32"
+
+
+def _bert(arch: str = "BertModel") -> maps.ArchitectureMap:
+    return maps.find_map({"model_type": "bert", "architectures": [arch]})
+
+
+def test_every_shipped_map_is_well_formed() -> None:
+    names = maps.available()
+    assert len(names) >= 40, names
+    for mt in names:
+        doc = json.loads((maps.MAPS_DIR / f"{mt}.json").read_text())
+        assert doc["model_type"] == mt and doc["generated_by"] == "transformers 4.57.6"
+        for arch, a in doc["architectures"].items():
+            assert "tf" in a or "flax" in a, (mt, arch)
+            pts = [e["pt"] for e in a["tensors"]]
+            assert len(pts) == len(set(pts)), (mt, arch)
+            for fw in ("tf", "flax"):
+                natives = [e[fw] for e in a["tensors"] if e.get(fw)]
+                assert len(natives) == len(set(natives)), (mt, arch, fw)
+                for e in a["tensors"]:
+                    if e.get(fw):
+                        parse(e[fw + "_op"])  # every op string is valid
+            m = maps.ArchitectureMap(doc, arch)
+            assert m.frameworks
+
+
+def test_find_map_picks_architecture_and_falls_back_to_base() -> None:
+    assert _bert("BertForMaskedLM").architecture == "BertForMaskedLM"
+    assert maps.find_map({"model_type": "bert", "architectures": ["TFBertForMaskedLM"]}).architecture == "BertForMaskedLM"
+    assert maps.find_map({"model_type": "bert", "architectures": ["SomethingElse"]}).architecture == "BertModel"
+    assert maps.find_map({"architectures": ["BertModel"]}) is None
+    assert maps.find_map(None) is None
+    assert _bert().tf_model_name == "tf_bert_model"
+
+
+@pytest.mark.parametrize("key", ["encoder.layer.5.output.dense.weight", "bert.encoder.layer.5.output.dense.weight"])
+def test_base_model_keys_with_or_without_prefix(key: str) -> None:
+    m = _bert()
+    name, op = m.from_canonical("tf", {key: ((37, 32), F32)})[key]
+    assert name == "tf_bert_model/bert/encoder/layer_._5/output/dense/kernel" and str(op) == "T"
+    name, op = m.from_canonical("flax", {key: ((37, 32), F32)})[key]
+    assert name == "encoder/layer/5/output/dense/kernel"
+
+
+def test_head_model_accepts_base_checkpoint_keys() -> None:
+    m = _bert("BertForMaskedLM")
+    out = m.from_canonical("flax", {"embeddings.word_embeddings.weight": ((99, 32), F32)})
+    assert out["embeddings.word_embeddings.weight"][0] == "bert/embeddings/word_embeddings/embedding"
+
+
+def test_tied_and_buffers_have_no_counterpart() -> None:
+    m = _bert("BertForMaskedLM")
+    specs = {"bert.embeddings.word_embeddings.weight": ((99, 32), F32),
+             "cls.predictions.decoder.weight": ((99, 32), F32),
+             "bert.embeddings.position_ids": ((1, 64), "I64")}
+    out = m.from_canonical("tf", specs)
+    assert out["cls.predictions.decoder.weight"] is None and out["bert.embeddings.position_ids"] is None
+
+
+def test_to_canonical_inverts_from_canonical() -> None:
+    m = _bert()
+    specs = {"encoder.layer.0.attention.self.query.weight": ((32, 32), F32),
+             "embeddings.LayerNorm.weight": ((32,), F32)}
+    for fw in ("tf", "flax"):
+        fwd = m.from_canonical(fw, specs)
+        native = {v[0]: (v[1].shape(specs[k][0]), F32) for k, v in fwd.items()}
+        back = m.to_canonical(fw, native)
+        assert {v[0] for v in back.values()} == set(specs)
+        w = np.arange(32 * 32, dtype=np.float32).reshape(32, 32)
+        n, op = fwd["encoder.layer.0.attention.self.query.weight"]
+        assert np.array_equal(back[n][1].apply(op.apply(w)), w)
+
+
+def test_head_checkpoint_under_base_config_switches_architecture() -> None:
+    m = _bert()
+    out = m.to_canonical("tf", {"tf_bert_for_masked_lm/mlm___cls/predictions/bias": ((99,), F32),
+                                "tf_bert_for_masked_lm/bert/pooler/dense/bias": ((32,), F32)})
+    assert m.architecture != "BertModel"
+    assert {v[0] for v in out.values()} >= {"cls.predictions.bias"}
+
+
+def test_unknown_tensor_is_a_layout_error_naming_it() -> None:
+    with pytest.raises(LayoutError, match="encoder.layer.0.surprise.weight"):
+        _bert().from_canonical("tf", {"encoder.layer.0.surprise.weight": ((2, 2), F32)})
+    with pytest.raises(LayoutError, match="bert/mystery"):
+        _bert().to_canonical("tf", {"tf_bert_model/bert/mystery": ((2,), F32)})
+
+
+def test_shape_that_does_not_fit_the_op_is_a_layout_error() -> None:
+    m = maps.find_map({"model_type": "resnet"})
+    conv = next(e["pt"] for e in m.doc["architectures"][m.architecture]["tensors"]
+                if e.get("tf_op") == "perm(2,3,1,0)")
+    with pytest.raises(LayoutError):
+        m.from_canonical("tf", {conv.format(0, 0, 0, 0): ((3, 3), F32)})
+
+
+def test_batchnorm_maps_to_flax_collections() -> None:
+    m = maps.find_map({"model_type": "resnet"})
+    assert m.flax_batch_stats
+    tensors = m.doc["architectures"][m.architecture]["tensors"]
+    assert any(e["pt"].endswith("running_mean") and e["flax"].startswith("batch_stats/") for e in tensors)
+    assert any(e["pt"].endswith("num_batches_tracked") and e["flax"] is None and e["tf"] is None for e in tensors)
+
+
+def test_generator_helpers() -> None:
+    w = np.random.default_rng(0).standard_normal((6, 4, 3, 3)).astype(np.float32)
+    assert find_op(w, w.transpose(2, 3, 1, 0)) == "perm(2,3,1,0)"
+    assert find_op(w, np.ones((2, 2))) is None
+    assert reshape_op((32, 12), (32, 4, 3)) == "split(1,4)"
+    rows = [("h.0.w", "t/h_._0/w", "h/0/w"), ("h.1.w", "t/h_._1/w", "h/1/w"), ("h.0.x", None, "odd0"),
+            ("h.1.x", None, "odd1")]
+    out = generalise(rows)
+    assert ("h.{0}.w", "t/h_._{0}/w", "h/{0}/w") in out
+    assert ("h.0.x", None, "odd0") in out  # an index the Flax name does not carry stays literal

