@@ -161,3 +161,23 @@ def test_concurrent_commits_with_same_parent_one_gets_412(hub, users, repo: str)
     api = HfApi(endpoint=hub.url, token=users.alice)
     assert api.model_info(repo).sha == results[winner]
     assert set(api.list_repo_files(repo)) == {".gitattributes", f"{winner}.txt"}
+
+
+def test_lfs_batch_offers_multipart_for_big_objects(api: HfApi, hub, repo: str) -> None:
+    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
+
+    big, small = 200 << 20, 1 << 20
+    infos = [UploadInfo(sha256=hashlib.sha256(b"big").digest(), size=big, sample=b""),
+             UploadInfo(sha256=hashlib.sha256(b"small").digest(), size=small, sample=b"")]
+    actions, errors = post_lfs_batch_info(upload_infos=infos, token=api.token, repo_type="model",
+                                          repo_id=repo, endpoint=hub.url)[:2]
+    assert errors == []
+    big_upload, small_upload = actions[0]["actions"]["upload"], actions[1]["actions"]["upload"]
+    chunk = int(big_upload["header"]["chunk_size"])
+    parts = [k for k in big_upload["header"] if k.isdigit()]
+    assert len(parts) == -(-big // chunk) and parts[0] == "00001"
+    assert "header" not in small_upload or "chunk_size" not in small_upload.get("header", {})
+    # Upload URLs carry a signature, not the token; tampering with them is refused.
+    assert api.token not in big_upload["href"]
+    r = get_session().put(small_upload["href"].replace("/lfs/upload/", "/lfs/upload/9"), content=b"x")
+    assert r.status_code == 403
