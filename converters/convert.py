@@ -95,15 +95,15 @@ def convert(
     started = time.perf_counter()
     to = _frameworks(to)
     source = open_source(src, source_framework)
-    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map)
     cast = dtypes.from_name(dtype, "--dtype") if dtype else None
+    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast)
     out = Path(out)
     result = ConvertResult(str(src), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()})
     producer = _Producer(source, plan.canonical)
     with atomic_outputs() as files:
         for fw in to:
-            result.outputs[fw] = _write(fw, plan, producer, out, files, cast, parse_size(max_shard_size), extras, progress)
+            result.outputs[fw] = _write(fw, plan, producer, out, files, parse_size(max_shard_size), extras, progress)
         if source.config_path is not None:
             shutil.copyfile(source.config_path, files.path(out / "config.json"))
     result.seconds = time.perf_counter() - started
@@ -111,7 +111,7 @@ def convert(
 
 
 def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: dict[str, str] | None = None,
-             structure: object | None = None, layout_map: str | Path | dict | None = None) -> Plan:
+             structure: object | None = None, layout_map: str | Path | dict | None = None, cast: np.dtype | None = None) -> Plan:
     """Plan without writing: what ``--explain`` prints."""
     from .kinds import kinds_from_torch
 
@@ -119,7 +119,7 @@ def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: 
     given = dict(kinds or {})
     if structure is not None:
         given.update(structure if isinstance(structure, dict) else kinds_from_torch(structure))
-    return build(source, Options(list(_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict))
+    return build(source, Options(list(_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict, cast=cast))
 
 
 def _frameworks(to: Sequence[str] | str) -> list[str]:
@@ -159,13 +159,13 @@ class _Producer:
         return dict(zip((t[0] for t in move.targets), arrays))[want]
 
 
-def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, cast: np.dtype | None, max_shard: int,
+def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, max_shard: int,
            extras: bool, progress: Callable[[int], None] | None) -> Output:
     module = FRAMEWORK_MODULES[fw]
     moves = plan.targets[fw]
     by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
     collection = {name: c for m, c in moves for name, _, _ in m.targets}
-    main = [(n, s, _cast_dtype(d, cast)) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
+    main = [(n, s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
@@ -176,8 +176,6 @@ def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, cast: np.
 
     def produce(name: str) -> np.ndarray:
         arr = producer.run(by_name[name], name, producer.canonical_tensor)
-        want = _cast_dtype(arr.dtype, cast)
-        arr = arr.astype(want, order="C") if want != arr.dtype else arr
         if progress:
             progress(arr.nbytes)
         return arr
@@ -206,10 +204,6 @@ def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, cast: np.
         files.path(out / module.INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         names.append(module.INDEX)
     return Output(fw, names, total, len(main))
-
-
-def _cast_dtype(dt: np.dtype, cast: np.dtype | None) -> np.dtype:
-    return cast if cast is not None and dtypes.is_float(dt) else np.dtype(dt)
 
 
 def _nbytes(shape, dt) -> int:

@@ -40,6 +40,7 @@ class Options:
     structure: dict[str, str] | None = None  # from a model the caller gave: regex → kind
     strict: bool = False
     tf_model_name: str | None = None
+    cast: np.dtype | None = None  # --dtype: applied to canonical tensors, before any layout op
 
 
 @dataclass
@@ -65,6 +66,8 @@ def build(source: Source, options: Options) -> Plan:
         canonical, decisions = _identity(source), {}
     else:
         canonical, decisions = _native_to_canonical(source, options)
+    if options.cast is not None:
+        canonical = [_cast(m, options.cast) for m in canonical]
     specs = {name: (shape, dt) for m in canonical for name, shape, dt in m.targets}
     modules = _modules(specs)
     for name, module in modules.items():
@@ -76,6 +79,20 @@ def build(source: Source, options: Options) -> Plan:
     for fw in options.targets:
         plan.targets[fw] = _from_canonical(fw, modules, decisions, specs, plan.tf_model_name)
     return plan
+
+
+def _cast(move: Move, dtype: np.dtype) -> Move:
+    from .dtypes import is_float
+
+    want = tuple(dtype if is_float(d) else d for _, _, d in move.targets)
+    if want == tuple(d for _, _, d in move.targets):
+        return move
+
+    def fn(arrays, inner=move.fn):
+        return [a.astype(w, order="C") if a.dtype != w else a for a, w in zip(inner(arrays), want)]
+
+    targets = tuple((n, s, w) for (n, s, _), w in zip(move.targets, want))
+    return Move(move.sources, targets, fn, move.op, move.kind, move.how, move.why, move.optional)
 
 
 def _identity(source: Source) -> list[Move]:
