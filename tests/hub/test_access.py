@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from hub_helpers import unique
+from .hub_helpers import unique
 
 
 def test_private_repo_isolation_between_two_users(hub, users, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from huggingface_hub import (CommitOperationAdd, CommitOperationCopy, CommitOper
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionNotFoundError
 from huggingface_hub.utils import get_session
 
-from hub_helpers import sha256_file
+from .hub_helpers import sha256_file
 
 
 @pytest.fixture

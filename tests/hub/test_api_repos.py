@@ -7,7 +7,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import (BadRequestError, HfHubHTTPError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
-from hub_helpers import unique
+from .hub_helpers import unique
 
 
 def test_whoami_lists_orgs(api: HfApi) -> None:

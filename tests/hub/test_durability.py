@@ -16,7 +16,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
 
-from hub_helpers import sha256_file
+from .hub_helpers import sha256_file
 from tensorferry.publish.hub import LocalHub, create_token
 
 BIG = 200 << 20

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi
 
-from hub_helpers import unique
+from .hub_helpers import unique
 
 ARTIFACTS = Path(__file__).with_name("artifacts")
 CARD = """---

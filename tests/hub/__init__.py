@@ -1,0 +1,1 @@
+"""Local Hub tests (a package, so this conftest is `hub.conftest`, not a second top-level `conftest`)."""
