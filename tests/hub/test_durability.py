@@ -21,9 +21,14 @@ from tensorferry.publish.hub import LocalHub, create_token
 
 BIG = 200 << 20
 UPLOADER = """
+import os
 from huggingface_hub import CommitOperationAdd, HfApi
-HfApi(endpoint={url!r}).create_commit("alice/crash", [CommitOperationAdd("config.json", b"config v2\\n"),
-    CommitOperationAdd("huge.bin", {big!r})], commit_message="v2")
+if {phase!r} == "lfs-upload":  # a 200 MB LFS file: killed while its parts stream in
+    extra = [CommitOperationAdd("huge.bin", {big!r})]
+else:  # 48 MB of text sent inline: killed while the commit body itself streams in
+    extra = [CommitOperationAdd(f"huge-{{i}}.txt", os.urandom(4 << 20).hex().encode()) for i in range(6)]
+HfApi(endpoint={url!r}).create_commit("alice/crash", [CommitOperationAdd("config.json", b"config v2\\n"), *extra],
+                                      commit_message="v2")
 """
 
 
@@ -102,7 +107,8 @@ def test_restart_keeps_everything(tmp_path: Path) -> None:
         assert Path(got).read_bytes() == payload
 
 
-def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_file: Path) -> None:
+@pytest.mark.parametrize("phase", ["lfs-upload", "commit-body"])
+def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_file: Path, phase: str) -> None:
     data_dir = tmp_path / "hub"
     token = create_token(data_dir, "alice")
     small, weights = b"config v1\n", os.urandom(3 << 20)
@@ -115,7 +121,7 @@ def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_fi
         good = api.model_info("alice/crash").sha
         # The uploader is a separate client process: after the kill it would only sit in the
         # client's retry backoff, so it is stopped once the server is gone.
-        script = UPLOADER.format(url=hub.url, big=str(big_file))
+        script = UPLOADER.format(url=hub.url, big=str(big_file), phase=phase)
         uploader = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, HF_TOKEN=token),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -137,8 +143,9 @@ def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_fi
         kw = dict(endpoint=hub.url, token=token, cache_dir=tmp_path / "c")
         assert Path(hf_hub_download("alice/crash", "config.json", **kw)).read_bytes() == small
         assert sha256_file(hf_hub_download("alice/crash", "model.safetensors", **kw)) == hashlib.sha256(weights).hexdigest()
-        with pytest.raises(EntryNotFoundError):
-            hf_hub_download("alice/crash", "huge.bin", **kw)
+        for name in ("huge.bin", "huge-0.txt"):
+            with pytest.raises(EntryNotFoundError):
+                hf_hub_download("alice/crash", name, **kw)
         # No half object: the server still asks for the whole upload of the interrupted file.
         big_oid = sha256_file(big_file)
         actions, errs = post_lfs_batch_info(
