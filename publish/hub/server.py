@@ -161,7 +161,9 @@ def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int =
     import uvicorn
 
     data = Path(data_dir).expanduser()
-    Store(data).blobs.clean_tmp()  # leftovers of a crash: never visible, safe to drop before serving
+    store = Store(data)
+    store.blobs.clean_tmp()  # leftovers of a crash: never visible, safe to drop before serving
+    store.close()
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{actual}"

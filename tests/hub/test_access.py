@@ -75,7 +75,7 @@ def test_bad_token_is_401_not_anonymous(hub, repo: str) -> None:
 
 def test_tokens_are_stored_hashed_and_never_logged(hub, users, api: HfApi, repo: str) -> None:
     api.upload_file(path_or_fileobj=b"log check\n", path_in_repo="l.txt", repo_id=repo)
-    db = (hub.data_dir / "hub.sqlite3").read_bytes() + (hub.data_dir / "hub.sqlite3-wal").read_bytes()
+    db = b"".join(p.read_bytes() for p in hub.data_dir.glob("hub.sqlite3*"))  # database, WAL and shm
     log = hub.log_path.read_text(errors="replace")
     page = __import__("huggingface_hub.utils", fromlist=["get_session"]).get_session().get(f"{hub.url}/{repo}").text
     for token in (users.alice, users.bob, users.carol):
