@@ -10,7 +10,8 @@ from .cli import add_subparser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tensorferry.publish.hub")
+    # Named like the real command: `python -m tensorferry.publish.hub X` is `tensorferry hub X`.
+    parser = argparse.ArgumentParser(prog="tensorferry")
     sub = parser.add_subparsers(dest="command", required=True)
     add_subparser(sub)
     args = parser.parse_args(["hub", *(sys.argv[1:] if argv is None else argv)])
