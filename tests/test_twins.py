@@ -2,7 +2,8 @@
 
 For each family the shipped canonical checkpoint is converted with the public API, then
 - the Keras twin loads `tf_model.h5` with Keras' own `load_weights` (Keras 2 h5, by order),
-- the Flax twin restores `flax_model.msgpack` with `flax.serialization.from_bytes`,
+- the Flax twin restores `flax_model.msgpack` with `flax.serialization.from_bytes` (a
+  params-only model's tree stored bare, as transformers does: see `flax_state`),
 - the PyTorch twin loads the round-tripped `model.safetensors`,
 and each reproduces the PyTorch outputs of the shipped checkpoint to fp32 max |Δ| ≤ 5e-5.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from tensorferry.converters import convert
-from tensorferry.fixtures import FAMILIES, checkpoint_dir
+from tensorferry.fixtures import FAMILIES, checkpoint_dir, flax_state, flax_variables
 
 TOLERANCE = 5e-5  # fp32 max |Δ| between frameworks
 FAMILY_NAMES = sorted(FAMILIES)
@@ -58,14 +59,15 @@ def test_keras_twin_loads_h5_and_matches_torch(case) -> None:
 
     family, module, out, inputs, expected = case
     model = module.keras_model(module.CONFIG)
-    model.load_weights(str(out / "tf_model.h5"))  # Keras' own loader, by order
-    assert _max_delta(module.run_keras(model, inputs), expected) <= TOLERANCE
-    # Loading by order ignores names, so check them: the file must carry the twin's names.
+    # Keras 2 loads h5 by order and ignores names, so first check both against the twin:
+    # one group per top-level layer in model order, each listing the layer's weights in order.
     with h5py.File(out / "tf_model.h5", "r") as f:
         layers = [layer for layer in model.layers if layer.weights]
         assert [_str(n) for n in f.attrs["layer_names"]] == [layer.name for layer in layers]
         for layer in layers:
             assert [_str(n) for n in f[layer.name].attrs["weight_names"]] == [w.name for w in layer.weights]
+    model.load_weights(str(out / "tf_model.h5"))  # Keras' own loader
+    assert _max_delta(module.run_keras(model, inputs), expected) <= TOLERANCE
 
 
 def _str(name) -> str:
@@ -87,9 +89,11 @@ def test_flax_twin_restores_msgpack_and_matches_torch(case) -> None:
     family, module, out, inputs, expected = case
     flax_module, template = module.flax_model(module.CONFIG)
     data = (out / "flax_model.msgpack").read_bytes()
-    # from_bytes checks neither extra keys nor shapes: compare the raw tree with the template.
-    assert _paths(serialization.msgpack_restore(data)) == _paths(template)
-    variables = serialization.from_bytes(template, data)
+    # from_bytes checks neither shapes nor extra keys: every path the twin has must be in
+    # the file with its shape. (Extra top-level entries are left alone: from_bytes ignores them.)
+    want, got = _paths(flax_state(template)), _paths(serialization.msgpack_restore(data))
+    assert {path: got.get(path) for path in want} == want
+    variables = flax_variables(template, data)
     assert _max_delta(module.run_flax(flax_module, variables, inputs), expected) <= TOLERANCE
 
 
