@@ -115,11 +115,15 @@ def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: 
     """Plan without writing: what ``--explain`` prints."""
     from .kinds import kinds_from_torch
 
-    kind_map = layout_maps.load(layout_map) if layout_map is not None else layout_maps.find(source.config)
+    found = layout_maps.load_full(layout_map) if layout_map is not None else layout_maps.find_full(source.config)
+    kind_map, order = (found or {}).get("kinds"), (found or {}).get("order")
     given = dict(kinds or {})
     if structure is not None:
-        given.update(structure if isinstance(structure, dict) else kinds_from_torch(structure))
-    return build(source, Options(list(_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict, cast=cast))
+        from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
+        order = [k for k in from_model if not isinstance(structure, dict)] or order
+        given.update({k: v for k, v in from_model.items() if v})
+    return build(source, Options(list(_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict,
+                                 cast=cast, order=order))
 
 
 def _frameworks(to: Sequence[str] | str) -> list[str]:

@@ -171,18 +171,21 @@ TORCH_CLASSES = {
 }
 
 
-def kinds_from_torch(model) -> dict[str, str]:
+def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
     """A ``{regex: kind}`` structure table from a ``torch.nn.Module``'s own submodule classes.
 
     >>> import torch                                                   # doctest: +SKIP
     >>> kinds_from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4)))  # doctest: +SKIP
     {'0': 'depthwise:2'}
+
+    Keys follow the model's own module order; ``all_modules`` also lists modules of no known
+    kind (with kind ``""``), so the order is complete.
     """
     out = {}
     for name, mod in model.named_modules():
         kind = TORCH_CLASSES.get(type(mod).__name__)
         if kind == "conv" and getattr(mod, "groups", 1) > 1 and mod.groups == mod.in_channels and len(mod.kernel_size) == 2:
             kind = f"depthwise:{mod.out_channels // mod.groups}"
-        if kind:
-            out[re.escape(name)] = kind
+        if kind or (all_modules and name):
+            out[re.escape(name)] = kind or ""
     return out

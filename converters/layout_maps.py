@@ -1,6 +1,8 @@
 """Layout maps: data that names each module's kind for one architecture (``config.json`` ``model_type``).
 
-A map is JSON: ``{"model_type": "...", "kinds": {"<regex on module name>": "<kind>[:<multiplier>]"}}``.
+A map is JSON: ``{"model_type": "...", "kinds": {"<regex on module name>": "<kind>[:<multiplier>]"},
+"order": ["<regex>", ...]}``.  The optional ``order`` lists module names (regexes, pre-order) in
+the model's creation order, which Keras' positional ``load_weights`` needs and safetensors loses.
 Maps ship in ``converters/maps/kinds/``; ``--layout-map FILE`` gives another.
 
 >>> find({"model_type": "tensorferry-tiny-cnn"})["dw"]
@@ -20,6 +22,11 @@ MAPS = Path(__file__).parent / "maps" / "kinds"
 
 def load(source: str | Path | dict) -> dict[str, str]:
     """The ``kinds`` table of a map given as a path or an already parsed dict."""
+    return load_full(source)["kinds"]
+
+
+def load_full(source: str | Path | dict) -> dict:
+    """A whole map (``kinds`` and the optional ``order``), validated."""
     data = source
     if not isinstance(source, dict):
         try:
@@ -34,7 +41,10 @@ def load(source: str | Path | dict) -> dict[str, str]:
             parse_kind(kind)
         except ValueError as e:
             raise InputError(source if not isinstance(source, dict) else "layout map", f"{pattern}: {e}") from None
-    return dict(table)
+    order = data.get("order")
+    if order is not None and not (isinstance(order, list) and all(isinstance(o, str) for o in order)):
+        raise InputError(source if not isinstance(source, dict) else "layout map", "`order` must be a list of regexes")
+    return {"kinds": dict(table), "order": order}
 
 
 @cache
@@ -46,7 +56,13 @@ def _registry() -> dict[str, Path]:
 
 
 def find(config: dict | None) -> dict[str, str] | None:
-    """The shipped map for ``config["model_type"]``, or None."""
+    """The shipped map's ``kinds`` for ``config["model_type"]``, or None."""
+    found = find_full(config)
+    return found["kinds"] if found else None
+
+
+def find_full(config: dict | None) -> dict | None:
+    """The whole shipped map for ``config["model_type"]``, or None."""
     model_type = (config or {}).get("model_type")
     path = _registry().get(model_type) if model_type else None
-    return load(path) if path else None
+    return load_full(path) if path else None

@@ -41,6 +41,7 @@ class Options:
     strict: bool = False
     tf_model_name: str | None = None
     cast: np.dtype | None = None  # --dtype: applied to canonical tensors, before any layout op
+    order: list[str] | None = None  # module regexes in model order (map "order" / structure)
 
 
 @dataclass
@@ -70,6 +71,8 @@ def build(source: Source, options: Options) -> Plan:
         canonical = [_cast(m, options.cast) for m in canonical]
     specs = {name: (shape, dt) for m in canonical for name, shape, dt in m.targets}
     modules = _modules(specs)
+    if options.order:
+        modules = dict(sorted(modules.items(), key=lambda kv: _model_order(kv[1], options.order)))
     for name, module in modules.items():
         prior = decisions.get(name)
         fits = kinds.candidates(module)
@@ -110,6 +113,26 @@ def _modules(specs: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, Mo
                 full = f"{name}.{leaf}" if name else leaf
                 out[full] = Module(full, {"": spec})
     return out
+
+
+def _model_order(module: Module, order: list[str]) -> tuple:
+    """Sort key putting modules in the model's own order (pre-order, own tensors before children).
+
+    Files like safetensors sort names, but Keras' positional ``load_weights`` needs creation
+    order; a map's ``order`` (or a torch model's ``named_modules``) gives it back.
+    """
+    parts = module.name.split(".")
+    lone = set(module.leaves) == {""}
+    key = []
+    for depth in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:depth])
+        ranks = [i for i, pattern in enumerate(order) if re.fullmatch(pattern, prefix)]
+        last = parts[depth - 1]
+        if lone and depth == len(parts) and not ranks:
+            key.append((-1, 0))  # a module's own parameter comes before its children
+        else:
+            key.append((max(ranks) if ranks else len(order), int(last) if last.isdigit() else 0))
+    return tuple(key)
 
 
 def _decide(module: Module, fits: list[str], options: Options, signature: Callable[[str], object], names: str | None = None) -> Decision:
