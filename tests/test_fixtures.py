@@ -16,7 +16,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
 from safetensors import safe_open
 from safetensors.torch import load_file, load_model
 
