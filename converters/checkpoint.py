@@ -172,6 +172,9 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
         meta = getattr(reader, "metadata", {}) or {}
         if TIES_KEY in meta:
             source.ties.update(json.loads(meta[TIES_KEY]))
+    if TIES_KEY in source.extras:
+        source.ties.update(json.loads(source.load(f"{EXTRA}/{TIES_KEY}").tobytes()))
+        del source.extras[TIES_KEY]
     if not source.infos:
         raise InputError(src, "holds no tensors")
     return source

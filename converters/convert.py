@@ -188,6 +188,8 @@ def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, max_shard
     names = [module.FILE] if len(shards) == 1 else [module.SHARD.format(i=i + 1, n=len(shards)) for i in range(len(shards))]
     side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
     ties = plan.source.ties
+    if ties and extras and fw != "pt":  # TF and Flax tie by structure; keep the names for the way back
+        side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
     total = 0
     for i, (fname, shard) in enumerate(zip(names, shards)):
         path = files.path(out / fname)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import h5py
 import numpy as np
@@ -124,6 +125,29 @@ def test_pickle_source_with_tied_weights(tmp_path):
         if name != "lm_head.weight":
             assert np.array_equal(out.load(name), tensor.numpy()), name
     assert result.heuristics == {}
+    # TF and Flax tie by structure; the names come back with the PyTorch variant
+    for fw, name in (("tf", "tf_model.h5"), ("flax", "flax_model.msgpack")):
+        convert(tmp_path / "out" / name, tmp_path / f"back-{fw}", to=["pt"])
+        assert open_source(tmp_path / f"back-{fw}" / "model.safetensors").ties == out.ties
+
+
+def test_sharded_pickle_source(tmp_path):
+    import torch
+
+    state = {k: torch.from_numpy(open_source(checkpoint_dir("cnn")).load(k).copy()) for k in open_source(checkpoint_dir("cnn")).infos}
+    names = sorted(state)
+    half = len(names) // 2
+    src = tmp_path / "bin"
+    src.mkdir()
+    shutil.copy(checkpoint_dir("cnn") / "config.json", src)
+    weight_map = {}
+    for i, part in enumerate((names[:half], names[half:])):
+        fname = f"pytorch_model-0000{i + 1}-of-00002.bin"
+        torch.save({k: state[k] for k in part}, src / fname)
+        weight_map.update({k: fname for k in part})
+    (src / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    convert(src, tmp_path / "out", to=["pt", "tf"])
+    assert_same_checkpoint(checkpoint_dir("cnn") / "model.safetensors", tmp_path / "out" / "model.safetensors")
 
 
 def test_unknown_dtype_and_target_are_input_errors(tmp_path):
