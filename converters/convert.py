@@ -198,7 +198,7 @@ def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, max_shard
             meta = {"format": "pt", **({TIES_KEY: json.dumps(ties)} if ties else {})}
             safetensors_file.write(path, shard, produce, meta)
         elif fw == "tf":
-            h5_file.write(path, _keras_layers(shard, collection), {n: (s, d) for n, s, d in shard}, produce,
+            h5_file.write(path, _keras_layers(shard, collection, plan), {n: (s, d) for n, s, d in shard}, produce,
                           extras=side_arrays if last else None, sharded=len(shards) > 1)
         else:
             msgpack_file.write(path, shard, produce, extras={EXTRA: _nest(side_arrays)} if last and side_arrays else None)
@@ -242,10 +242,11 @@ def _keras_order(specs: list, collection: dict[str, str]) -> list:
     return [s for group in layers.values() for s in sorted(group, key=lambda s: collection[s[0]] != PARAMS)]
 
 
-def _keras_layers(specs: list, collection: dict[str, str]) -> list[tuple[str, list[str]]]:
-    layers: dict[str, list[str]] = {}
+def _keras_layers(specs: list, collection: dict[str, str], plan: Plan) -> list[tuple[str, list[str]]]:
+    layers: dict[str, list[str]] = {layer: [] for layer in plan.tf_layers}
     for name, _, _ in specs:
-        layers.setdefault(_keras_group(name), []).append(name)
+        for group in plan.tf_groups(name) if plan.tf_groups else [_keras_group(name)]:
+            layers.setdefault(group, []).append(name)
     return list(layers.items())
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import flax as fx
-from . import kinds, ops
+from . import kinds, maps, ops
 from . import pytorch as pt
 from . import tensorflow as tf
 from .checkpoint import Source
@@ -51,6 +51,10 @@ class Plan:
     decisions: dict[str, Decision]
     targets: dict[str, list[tuple[Move, str]]] = field(default_factory=dict)
     tf_model_name: str = "model"
+    # From a transformers architecture map: the h5 root layers (weightless ones included) and
+    # the groups each weight is listed in (a head may list the embeddings again).
+    tf_layers: list[str] = field(default_factory=list)
+    tf_groups: Callable[[str], list[str]] | None = None
 
     @property
     def canonical_specs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -63,6 +67,9 @@ class Plan:
 
 def build(source: Source, options: Options) -> Plan:
     """Plan source → canonical → every target in ``options.targets``."""
+    arch = None if options.kind_map else maps.find_map(source.config)
+    if arch is not None:
+        return _build_from_map(source, options, arch)
     if source.framework == "pt":
         canonical, decisions = _identity(source), {}
     else:
@@ -244,3 +251,37 @@ def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], 
 
 def _native_kinds(layout: Layout) -> list[str]:
     return [k for k in list(layout.leaves) + list(layout.recurrent) if k not in ("param", "buffer")]
+
+
+# transformers architectures: every tensor's name and op come from the generated map ------------
+def _build_from_map(source: Source, options: Options, arch: "maps.ArchitectureMap") -> Plan:
+    how, why = "map", f"transformers {arch.model_type} layout map"
+
+    def moves(pairs: dict, specs: dict) -> list[Move]:
+        return [single(n, specs[n][0], specs[n][1], dst, op, kind="map", how=how, why=why)
+                for n, target in pairs.items() if target is not None for dst, op in [target]]
+
+    if source.framework == "pt":
+        canonical = _identity(source)
+    else:
+        specs = {n: (s, d.name) for n, (s, d) in source.infos.items()}
+        canonical = moves(arch.to_canonical(source.framework, specs), source.infos)
+        made = {name for m in canonical for name, _, _ in m.targets}
+        canonical += [single(f"{EXTRA}/{n}", s, d, n, ops.IDENTITY, kind="map", how=how, why="restored from side data")
+                      for n, (s, d) in source.extras.items() if n not in made]
+    if options.cast is not None:
+        canonical = [_cast(m, options.cast) for m in canonical]
+    cspecs = {name: (shape, dt) for m in canonical for name, shape, dt in m.targets}
+    plan = Plan(source, canonical, {}, tf_model_name=arch.tf_model_name or tf.model_name(source.config))
+    for fw in options.targets:
+        if fw == "pt":
+            plan.targets[fw] = [(single(n, s, d, n, ops.IDENTITY, kind="map", how=how, why=why), PARAMS) for n, (s, d) in cspecs.items()]
+        else:
+            pairs = arch.from_canonical(fw, {n: (s, d.name) for n, (s, d) in cspecs.items()})
+            plan.targets[fw] = [(m, PARAMS) for m in moves(pairs, cspecs)]
+            if fw == "tf":  # PyTorch-only tensors (position_ids…) ride in the h5 group Keras never reads
+                plan.targets[fw] += [(single(n, *cspecs[n], f"{EXTRA}/{n}", ops.IDENTITY, kind="map", how=how, why="PyTorch only: side data"), PARAMS)
+                                     for n, target in pairs.items() if target is None]
+    plan.tf_model_name = arch.tf_model_name or plan.tf_model_name
+    plan.tf_layers, plan.tf_groups = list(arch.tf_layers), arch.tf_groups
+    return plan
