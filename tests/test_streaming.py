@@ -1,0 +1,28 @@
+"""Conversion streams: anonymous memory stays near the largest tensor, not the model."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+from _measure import run  # noqa: E402
+
+from tensorferry.converters.formats import safetensors_file  # noqa: E402
+
+
+def test_peak_anonymous_memory_is_bounded_by_the_largest_tensor(tmp_path):
+    # 12 Linear weights of 16 MiB (192 MiB of model); each needs a transpose, so each is copied once.
+    specs = [(f"layers.{i}.weight", (2048, 2048), np.dtype("float32")) for i in range(12)]
+    rng = np.random.default_rng(0)
+    safetensors_file.write(tmp_path / "model.safetensors", specs, lambda n: rng.standard_normal((2048, 2048), dtype=np.float32))
+    largest = 2048 * 2048 * 4
+    _, baseline = run([sys.executable, "-c", "import tensorferry.publish.cli, h5py, msgpack, numpy"])
+    _, peak = run([sys.executable, "-m", "tensorferry.publish.cli", "convert", str(tmp_path), "--to", "tf,flax",
+                   "--out", str(tmp_path / "out"), "--json"], interval=0.005)
+    model = 12 * largest
+    assert (tmp_path / "out" / "tf_model.h5").stat().st_size > model
+    # what conversion adds over the bare interpreter: a couple of tensors, not the model
+    print(f"baseline {baseline / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, largest tensor {largest / 2**20:.0f} MiB")
+    assert peak - baseline <= 3 * largest, (peak - baseline) / largest
