@@ -17,7 +17,7 @@ import numpy as np
 from . import ops
 from .dtypes import same_bits
 from .kinds import Decision
-from .layout import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent
+from .layout import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
 from .moves import EXTRA, exact_sum
 
 NAME = "flax"
@@ -37,14 +37,6 @@ def canonical_module(path: str) -> str:
     return path.replace("/", ".")
 
 
-def _t(shape, d: Decision) -> ops.Op:
-    return ops.parse("T")
-
-
-def _conv(shape, d: Decision) -> ops.Op:
-    return ops.conv_to_channels_last(len(shape) if shape else 4)
-
-
 def _conv_transpose(shape, d: Decision) -> ops.Op:
     # PyTorch (I, O, k…) → (k…, I, O), flipped: flax's kernel is the one of the equivalent forward conv.
     n = len(shape) if shape else 4
@@ -53,10 +45,10 @@ def _conv_transpose(shape, d: Decision) -> ops.Op:
 
 
 LEAVES: dict[str, list[Leaf]] = {
-    "linear": [Leaf("kernel", "weight", _t), Leaf("bias", "bias")],
+    "linear": [Leaf("kernel", "weight", transposed), Leaf("bias", "bias")],
     "embedding": [Leaf("embedding", "weight")],
-    "conv": [Leaf("kernel", "weight", _conv), Leaf("bias", "bias")],
-    "depthwise": [Leaf("kernel", "weight", _conv), Leaf("bias", "bias")],  # a grouped conv in flax
+    "conv": [Leaf("kernel", "weight", channels_last), Leaf("bias", "bias")],
+    "depthwise": [Leaf("kernel", "weight", channels_last), Leaf("bias", "bias")],  # a grouped conv in flax
     "conv_transpose": [Leaf("kernel", "weight", _conv_transpose), Leaf("bias", "bias")],
     "norm": [Leaf("scale", "weight"), Leaf("bias", "bias")],
     "batchnorm": [Leaf("scale", "weight"), Leaf("bias", "bias"), Leaf("mean", "running_mean", collection=STATS),

@@ -19,6 +19,16 @@ from .moves import EXTRA, Move, single
 PARAMS, STATS, BUFFERS = "params", "batch_stats", "buffers"
 
 
+def transposed(shape: tuple[int, ...] | None, decision: Decision) -> ops.Op:
+    """Linear ``(O, I)`` ↔ Dense ``(I, O)``."""
+    return ops.parse("T")
+
+
+def channels_last(shape: tuple[int, ...] | None, decision: Decision) -> ops.Op:
+    """Conv ``(O, I/g, k…)`` ↔ ``(k…, I/g, O)``, for any number of spatial axes."""
+    return ops.conv_to_channels_last(len(shape) if shape else 4)
+
+
 @dataclass(frozen=True)
 class Leaf:
     """One row of a framework's table: canonical leaf ↔ native leaf through ``op``.

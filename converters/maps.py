@@ -76,7 +76,7 @@ class _Rule:
     native: dict[str, str | None]
     ops: dict[str, str]
     tied_to: str | None
-    group: str | None
+    groups: tuple[str, ...] | None
     bare: bool = False
 
 
@@ -146,7 +146,8 @@ class ArchitectureMap:
         self._prefixed = False
         for e in arch["tensors"]:
             rule = _Rule(e["pt"], {f: e.get(f) for f in FRAMEWORKS},
-                         {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS}, e.get("tied_to"), e.get("tf_group"),
+                         {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS}, e.get("tied_to"),
+                         tuple(e["tf_groups"]) if e.get("tf_groups") else None,
                          bool(e.get("tf_bare")))
             self._pt.add(e["pt"], rule)
             self._prefixed |= bool(self.base_model_prefix) and e["pt"].startswith(self.base_model_prefix + ".")
@@ -162,13 +163,20 @@ class ArchitectureMap:
         names = [self.architecture, _base_name(self.doc)] + list(self.doc["architectures"])
         return [self if n == self.architecture else ArchitectureMap(self.doc, n) for n in dict.fromkeys(names)]
 
-    def tf_group(self, native_name: str) -> str:
-        """The h5 group (top-level Keras layer) that holds a full TF weight name."""
+    def tf_groups(self, native_name: str) -> list[str]:
+        """The h5 groups (top-level Keras layers) that list a full TF weight name; usually one.
+
+        A head layer that reuses the embeddings lists them again (BERT's ``mlm___cls``), and
+        transformers' loader looks for them under each layer, so the writer puts them in each.
+
+        >>> find_map({"model_type": "bert"}).tf_groups("tf_bert_model/bert/pooler/dense/bias")
+        ['bert']
+        """
         short = native_name.split("/", 1)[1] if "/" in native_name else native_name
         found = self._native["tf"].find(short)
-        if found and found[0].group:
-            return found[0].group
-        return short.split("/", 1)[0]
+        if found and found[0].groups:
+            return list(found[0].groups)
+        return [short.split("/", 1)[0]]
 
     # -- PyTorch -> framework ------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import ops
 from .kinds import Decision
-from .layout import BUFFERS, STATS, Layout, Leaf, Recurrent
+from .layout import BUFFERS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
 from .moves import EXTRA, exact_sum, reorder_gates
 
 NAME = "tf"
@@ -46,14 +46,6 @@ def canonical_module(path: str) -> str:
     return ".".join(p for p in path.replace("_._", "/").split("/") if p)
 
 
-def _t(shape, d: Decision) -> ops.Op:
-    return ops.parse("T")
-
-
-def _conv(shape, d: Decision) -> ops.Op:
-    return ops.conv_to_channels_last(len(shape) if shape else 4)
-
-
 def _depthwise(shape, d: Decision) -> ops.Op:
     # PyTorch (C·m, 1, kh, kw) → Keras (kh, kw, C, m); the split count only matters going forward.
     channels = shape[0] // (d.param("multiplier") or 1) if shape else 1
@@ -61,10 +53,10 @@ def _depthwise(shape, d: Decision) -> ops.Op:
 
 
 LEAVES: dict[str, list[Leaf]] = {
-    "linear": [Leaf("kernel", "weight", _t), Leaf("bias", "bias")],
+    "linear": [Leaf("kernel", "weight", transposed), Leaf("bias", "bias")],
     "embedding": [Leaf("embeddings", "weight")],
-    "conv": [Leaf("kernel", "weight", _conv), Leaf("bias", "bias")],
-    "conv_transpose": [Leaf("kernel", "weight", _conv), Leaf("bias", "bias")],  # (I,O,k…) → (k…,O,I): the same axes
+    "conv": [Leaf("kernel", "weight", channels_last), Leaf("bias", "bias")],
+    "conv_transpose": [Leaf("kernel", "weight", channels_last), Leaf("bias", "bias")],  # (I,O,k…) → (k…,O,I): the same axes
     "depthwise": [Leaf("depthwise_kernel", "weight", _depthwise), Leaf("bias", "bias")],
     "norm": [Leaf("gamma", "weight"), Leaf("beta", "bias")],
     "batchnorm": [Leaf("gamma", "weight"), Leaf("beta", "bias"), Leaf("moving_mean", "running_mean", collection=STATS),

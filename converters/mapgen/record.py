@@ -29,18 +29,23 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
     return out
 
 
-def _read_h5(path: Path) -> tuple[list[str], list[str], dict[str, tuple[str, np.ndarray]]]:
-    """(layer_names attr, root groups, {full weight name without ':0': (group, value)})."""
+def _read_h5(path: Path) -> tuple[list[str], list[str], dict[str, tuple[list[str], np.ndarray]]]:
+    """(layer_names attr, root groups, {full weight name without ':0': (groups holding it, value)}).
+
+    One weight can sit in several groups: a head layer that reuses the embeddings (BERT's
+    ``mlm___cls``) lists them again, and transformers' loader looks for them in both.
+    """
     import h5py
 
-    weights: dict[str, tuple[str, np.ndarray]] = {}
+    weights: dict[str, tuple[list[str], np.ndarray]] = {}
     with h5py.File(path, "r") as f:
         layers = [n.decode() if isinstance(n, bytes) else n for n in f.attrs["layer_names"]]
         groups = list(f.keys())
         for g in groups:
             for n in f[g].attrs.get("weight_names", []):
                 n = n.decode() if isinstance(n, bytes) else n
-                weights[n.removesuffix(":0")] = (g, np.asarray(f[g][n]))
+                entry = weights.setdefault(n.removesuffix(":0"), ([], np.asarray(f[g][n])))
+                entry[0].append(g)
     return layers, groups, weights
 
 
@@ -84,7 +89,7 @@ def _record_tf(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict, c
         if "/" not in n:
             bare.append(short)
         native[short] = v
-        if short.split("/")[0] != g:  # the writer must put this one in another h5 group
+        if g != [short.split("/")[0]]:  # the writer must put this one in other/more h5 groups
             group_of[short] = g
     found, orphans = _match(pt_arrays, by_print, canonical, native)
     out = {"class": cls.__name__, "model_name": model_name, "layers": layers, "h5_groups": groups,
@@ -192,7 +197,7 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
                 e["tf_op"] = ops[src[0]][0]
                 g = arch["tf"].get("groups", {}).get(tf_found[src[0]][0])
                 if g:
-                    e["tf_group"] = g
+                    e["tf_groups"] = g
                 if tf_found[src[0]][0] in arch["tf"].get("bare", []):
                     e["tf_bare"] = True  # written without the model-name component
         if flax_name:
