@@ -86,9 +86,6 @@ class Source:
             return np.asarray(reader.load_extra(name[len(EXTRA) + 1:])) if isinstance(reader, KerasH5File) else reader.load(name)
         return reader.load(name)
 
-    def file_of(self, name: str) -> Path:
-        return self._where[name].path
-
     @property
     def nbytes(self) -> int:
         return sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.infos.values())

@@ -201,7 +201,8 @@ def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, max_shard
             h5_file.write(path, _keras_layers(shard, collection, plan), {n: (s, d) for n, s, d in shard}, produce,
                           extras=side_arrays if last else None, sharded=len(shards) > 1)
         else:
-            msgpack_file.write(path, shard, produce, extras={EXTRA: _nest(side_arrays)} if last and side_arrays else None)
+            # side-data names are canonical PyTorch names: one flat level under __tensorferry__
+            msgpack_file.write(path, shard, produce, extras={EXTRA: side_arrays} if last and side_arrays else None)
         total += path.stat().st_size
     if len(shards) > 1:
         suffix = ":0" if fw == "tf" else ""
@@ -249,7 +250,3 @@ def _keras_layers(specs: list, collection: dict[str, str], plan: Plan) -> list[t
             layers.setdefault(group, []).append(name)
     return list(layers.items())
 
-
-def _nest(flat: dict[str, np.ndarray]) -> dict:
-    # Side-data names are canonical PyTorch names: one flat level keeps them readable.
-    return dict(flat)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-import numpy as np
 
 # kind → {leaf: allowed ranks}; the first leaf is required, `required` adds more.
 KINDS: dict[str, dict[str, tuple[int, ...]]] = {
@@ -153,11 +152,6 @@ def default_params(kind: str, module: Module) -> tuple[tuple[str, int], ...]:
     """Parameters a kind needs when nobody gave them (a depthwise conv's multiplier is 1)."""
     return (("multiplier", 1),) if kind == "depthwise" else ()
 
-
-def nbytes(shape: tuple[int, ...], dtype: str | np.dtype) -> int:
-    from . import dtypes
-
-    return int(np.prod(shape, dtype=np.int64)) * dtypes.from_name(str(dtype)).itemsize
 
 
 # PyTorch module classes → kinds, for ``structure=`` given as a model.

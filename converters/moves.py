@@ -35,7 +35,6 @@ class Move:
     kind: str
     how: str  # map, structure, layout or heuristic
     why: str = ""
-    optional: tuple[str, ...] = ()  # sources that may be missing (side data)
 
     def run(self, arrays: Sequence[np.ndarray | None]) -> list[np.ndarray]:
         return list(self.fn(arrays))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -101,8 +101,7 @@ def _cast(move: Move, dtype: np.dtype) -> Move:
     def fn(arrays, inner=move.fn):
         return [a.astype(w, order="C") if a.dtype != w else a for a, w in zip(inner(arrays), want)]
 
-    targets = tuple((n, s, w) for (n, s, _), w in zip(move.targets, want))
-    return Move(move.sources, targets, fn, move.op, move.kind, move.how, move.why, move.optional)
+    return replace(move, targets=tuple((n, s, w) for (n, s, _), w in zip(move.targets, want)), fn=fn)
 
 
 def _identity(source: Source) -> list[Move]:
@@ -186,7 +185,7 @@ def _from_canonical(fw: str, modules: dict[str, Module], decisions: dict[str, De
 
 
 def _rename(move: Move, fn: Callable[[str], str]) -> Move:
-    return Move(move.sources, tuple((fn(n), s, d) for n, s, d in move.targets), move.fn, move.op, move.kind, move.how, move.why, move.optional)
+    return replace(move, targets=tuple((fn(n), s, d) for n, s, d in move.targets))
 
 
 # native → canonical ---------------------------------------------------------------------
@@ -214,7 +213,7 @@ def _native_modules(source: Source) -> dict[str, tuple[dict[str, tuple], dict[st
         key = (path, colls[n] if colls[n] not in (PARAMS, "batch_stats") else "")
         leaves, full, _ = out.setdefault(key, ({}, {}, colls[n]))
         leaves[leaf], full[leaf] = source.infos[n], n
-    return {k: v for k, v in out.items()}
+    return out
 
 
 def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], dict[str, Decision]]:
