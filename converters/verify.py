@@ -162,7 +162,7 @@ def choose_models(config: dict | None, frameworks: Sequence[str], models: dict[s
                 if not arch:
                     return None, "config.json names no architectures for transformers classes"
                 return SOURCES[kind](arch, transformers_python or ""), ""
-            return None, f"unknown model source {kind!r}; known: {sorted(SOURCES)} or FW=module:factory"
+            raise InputError("--model", f"unknown model source {kind!r}; known: {sorted(SOURCES)} or FW=module:factory")
         base = detect(config, {"transformers_python": transformers_python})
         factories = dict(getattr(base, "factories", {}))
         factories.update(models)

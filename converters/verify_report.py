@@ -244,7 +244,12 @@ class Verification:
             ax.axhline(tol, color="black", linestyle="--", linewidth=1)
             ax.annotate(f"tolerance {tol:.0e}", (ax.get_xlim()[0], tol), va="bottom", fontsize=8)
         ax.set_yscale("log")
-        ax.set_xticks(range(len(names)), names or ["(no outputs)"] if not names else names)
+        if names:
+            ax.set_xticks(range(len(names)), names)
+        else:
+            ax.set_xticks([])
+            ax.set_ylim(floor, 1.0)
+            ax.text(0.5, 0.5, "no outputs to compare", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("model output")
         ax.set_ylabel("max |Δ| vs PyTorch reference (log)")
         missing = [f"{fw}: {f.status}" for fw, f in self.functional.items() if not f.outputs]
