@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 def _strip(name: str) -> str:
     # Keras numbers a second model of one class `tf_x_1`: compare without the model-name component.
-    return name.split("/", 1)[1].removesuffix(":0")
+    return (name.split("/", 1)[1] if "/" in name else name).removesuffix(":0")
 
 
 def _flatten(tree, prefix=""):
