@@ -33,8 +33,8 @@ OVERRIDES: dict[str, dict[str, object]] = {
     "data2vec-vision": {"image_size": 32, "patch_size": 8},
     "resnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 2]},
     "regnet": {"embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 2], "groups_width": 8},
-    "convnext": {"hidden_sizes": [8, 16], "depths": [1, 2]},
-    "convnextv2": {"hidden_sizes": [8, 16], "depths": [1, 2]},
+    "convnext": {"num_stages": 2, "hidden_sizes": [8, 16], "depths": [1, 2]},
+    "convnextv2": {"num_stages": 2, "hidden_sizes": [8, 16], "depths": [1, 2]},
     "swin": {"image_size": 32, "patch_size": 4, "embed_dim": 8, "depths": [1, 2], "num_heads": [2, 2],
              "window_size": 2},
     "segformer": {"hidden_sizes": [8, 16], "depths": [1, 2], "num_attention_heads": [1, 2],
@@ -43,7 +43,8 @@ OVERRIDES: dict[str, dict[str, object]] = {
     "mobilevit": {"image_size": 32, "hidden_sizes": [16, 24, 32], "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 64]},
     "efficientformer": {"depths": [1, 1, 1, 2], "hidden_sizes": [8, 16, 24, 32], "num_meta3d_blocks": 1,
                         "image_size": 32},
-    "cvt": {"embed_dim": [8, 16, 24], "num_heads": [1, 2, 3], "depth": [1, 1, 2]},
+    # CvT indexes stage i's drop-path list by i: stage i needs at least i+1 blocks.
+    "cvt": {"embed_dim": [8, 16, 24], "num_heads": [1, 2, 3], "depth": [1, 2, 3]},
     "wav2vec2": {"conv_dim": [8, 8], "conv_stride": [5, 2], "conv_kernel": [10, 3],
                  "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "vocab_size": 32},
     "hubert": {"conv_dim": [8, 8], "conv_stride": [5, 2], "conv_kernel": [10, 3],
@@ -117,15 +118,27 @@ def families() -> dict[str, Family]:
     return dict(sorted(out.items()))
 
 
-def tiny_config(model_type: str):
-    """The small config for ``model_type``: defaults, then SHRINK where present, then OVERRIDES."""
+def tiny_config(model_type: str, pt_class: str | None = None):
+    """The small config for ``model_type``: defaults, then SHRINK where present, then OVERRIDES.
+
+    Sub-model types (``blip_text_model``) are not in AutoConfig: ``pt_class``'s config_class builds them.
+    """
+    import transformers
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model(model_type)
+    def build(**kw):
+        try:
+            return AutoConfig.for_model(model_type, **kw)
+        except ValueError:
+            if pt_class is None:
+                raise
+            return getattr(transformers, pt_class).config_class(**kw)
+
+    config = build()
     updates = {k: v for k, v in SHRINK.items() if hasattr(config, k) and _shrinkable(getattr(config, k))}
     updates.update(OVERRIDES.get(model_type, {}))
     # Rebuild rather than setattr: derived attributes (head_dim, layer lists) follow the new sizes.
-    config = AutoConfig.for_model(model_type, **updates)
+    config = build(**updates)
     for sub in ("text_config", "vision_config", "audio_config"):
         subconfig = getattr(config, sub, None)
         if subconfig is not None and not isinstance(subconfig, dict):

@@ -38,6 +38,8 @@ def reshape_op(src: tuple[int, ...], dst: tuple[int, ...]) -> str | None:
     """
     if math.prod(src) != math.prod(dst):
         return None
+    if tuple(src) == tuple(dst):
+        return ""
     steps: list[str] = []
     shape = list(src)
     for i in reversed(range(len(shape))):  # drop size-1 axes, last first so indices hold
@@ -72,16 +74,23 @@ def reshape_op(src: tuple[int, ...], dst: tuple[int, ...]) -> str | None:
 
 def _transposes(ndim: int) -> list[str]:
     # The layouts transformers uses first (so the recorded op reads like its own code), then the rest.
-    first = ["", "T"] + {4: ["perm(2,3,1,0)"], 3: ["perm(2,1,0)"], 5: ["perm(2,3,4,1,0)"]}.get(ndim, [])
+    # Conv kernels before T: for a 1x1 kernel both reproduce the data, but only the conv
+    # permutation is right for the 3x3 kernel at the same place in a real checkpoint.
+    first = [""] + {4: ["perm(2,3,1,0)"], 3: ["perm(2,1,0)"], 5: ["perm(2,3,4,1,0)"]}.get(ndim, []) + ["T"]
     rest = [f"perm({','.join(map(str, p))})" for p in itertools.permutations(range(ndim))] if ndim <= 5 else []
     return list(dict.fromkeys(first + rest))
 
 
 def find_op(pt: np.ndarray, native: np.ndarray) -> str | None:
-    """The simplest op with ``op.apply(pt) == native`` bit for bit, or None."""
-    for t in _transposes(pt.ndim):
+    """The simplest op with ``op.apply(pt) == native`` bit for bit, or None.
+
+    Pure transposes are tried before any reshape: a (1, n) classifier and its (n, 1) kernel are a
+    transpose, not a squeeze/unsqueeze, even though both reproduce the data.
+    """
+    candidates = [(t, False) for t in _transposes(pt.ndim)] + [(t, True) for t in _transposes(pt.ndim)]
+    for t, reshape in candidates:
         shape = parse(t).shape(pt.shape)
-        r = reshape_op(shape, native.shape)
+        r = reshape_op(shape, native.shape) if reshape else ("" if shape == native.shape else None)
         if r is None:
             continue
         text = "|".join(s for s in (t, r) if s) or "identity"
@@ -92,7 +101,8 @@ def find_op(pt: np.ndarray, native: np.ndarray) -> str | None:
 
 
 _PT_NUM = re.compile(r"(?:(?<=^)|(?<=\.))(\d+)(?=\.|$)")
-_NATIVE_NUM = re.compile(r"(?:(?<=_\._)|(?<=^)|(?<=/)|(?<=_))(\d+)(?=/|$|_)")
+# Keras list scopes: `layer_._3` (BERT), `layers.3` (BART, ResNet), `/3/` (Flax), `layers_3`.
+_NATIVE_NUM = re.compile(r"(?:(?<=_\._)|(?<=^)|(?<=/)|(?<=_)|(?<=\.))(\d+)(?=/|$|_|\.)")
 
 
 def _nums(regex: re.Pattern, text: str | None) -> list[re.Match]:

@@ -122,7 +122,7 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
 
     from .build import tiny_config
 
-    config = tiny_config(model_type)
+    config = tiny_config(model_type, pt_name)
     torch.manual_seed(0)
     model = getattr(transformers, pt_name)(config).eval()
     gen = torch.Generator().manual_seed(1)

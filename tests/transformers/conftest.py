@@ -13,35 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tx_cases import CASE_IDS, case_dicts
 
 HELPER = Path(__file__).with_name("tx_helper.py")
-
-# A broad sample: encoders, decoders, encoder-decoders, a BatchNorm CNN, vision transformers,
-# speech.  (id, model_type, PT class, TF class, Flax class); the generator covers the rest.
-CASES = [
-    ("bert-mlm", "bert", "BertForMaskedLM", "TFBertForMaskedLM", "FlaxBertForMaskedLM"),
-    ("bert-base", "bert", "BertModel", "TFBertModel", "FlaxBertModel"),
-    ("gpt2-lm", "gpt2", "GPT2LMHeadModel", "TFGPT2LMHeadModel", "FlaxGPT2LMHeadModel"),
-    ("t5-cg", "t5", "T5ForConditionalGeneration", "TFT5ForConditionalGeneration", None),
-    ("bart-cg", "bart", "BartForConditionalGeneration", "TFBartForConditionalGeneration",
-     "FlaxBartForConditionalGeneration"),
-    ("vit-cls", "vit", "ViTForImageClassification", "TFViTForImageClassification", "FlaxViTForImageClassification"),
-    ("resnet-cls", "resnet", "ResNetForImageClassification", "TFResNetForImageClassification",
-     "FlaxResNetForImageClassification"),
-    ("wav2vec2-ctc", "wav2vec2", "Wav2Vec2ForCTC", "TFWav2Vec2ForCTC", "FlaxWav2Vec2ForCTC"),
-    ("roberta-sc", "roberta", "RobertaForSequenceClassification", "TFRobertaForSequenceClassification",
-     "FlaxRobertaForSequenceClassification"),
-    ("distilbert-qa", "distilbert", "DistilBertForQuestionAnswering", "TFDistilBertForQuestionAnswering",
-     "FlaxDistilBertForQuestionAnswering"),
-    ("electra-tc", "electra", "ElectraForTokenClassification", "TFElectraForTokenClassification",
-     "FlaxElectraForTokenClassification"),
-]
-CASE_IDS = [c[0] for c in CASES]
-
-
-def case_dicts() -> list[dict]:
-    return [dict(zip(("id", "model_type", "pt", "tf", "flax"), c)) for c in CASES]
-
 
 @pytest.fixture(scope="session")
 def tx_python() -> Path:
@@ -49,6 +23,12 @@ def tx_python() -> Path:
     from tensorferry.converters.mapgen import env
 
     return env.setup(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def tx_run(tx_python: Path):
+    """``tx_run(command, spec, tmp)``: run tx_helper.py in the transformers environment."""
+    return lambda command, spec, tmp, timeout=900: run_helper(tx_python, command, spec, tmp, timeout)
 
 
 def run_helper(tx_python: Path, command: str, spec: dict, tmp: Path, timeout: int = 900) -> dict:
@@ -93,4 +73,4 @@ def loaded(tx_python: Path, tiny_models: Path, converted: Path, tmp_path_factory
 
 
 def pytest_report_header(config) -> str:
-    return f"transformers round trips: {len(CASES)} architectures; helper python from {sys.executable}"
+    return f"transformers round trips: {len(CASE_IDS)} architectures; helper python from {sys.executable}"

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from .conftest import CASES
+from tx_cases import CASES
 
 TOLERANCE = 5e-5
 _TF_IDS = [c[0] for c in CASES if c[3]]

@@ -55,7 +55,7 @@ def make(spec: dict) -> dict:
     out = {}
     for case in spec["cases"]:
         root = Path(spec["root"]) / case["id"]
-        config = tiny_config(case["model_type"])
+        config = tiny_config(case["model_type"], case["pt"])
         torch.manual_seed(0)
         model = getattr(transformers, case["pt"])(config).eval()
         _perturb(model)
