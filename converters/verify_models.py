@@ -24,7 +24,7 @@ import inspect
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -347,10 +347,3 @@ def _transformers_detector(config: dict, options: dict) -> TransformersSource | 
 
 DETECTORS.extend([_fixture_detector, _transformers_detector])
 
-
-@dataclass
-class Choice:
-    """The model source per framework, or why there is none."""
-
-    sources: dict[str, Any] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
