@@ -341,3 +341,21 @@ def test_verify_a_repo_on_the_local_hub_by_id(converted, tmp_path, monkeypatch, 
         assert downloaded == {"config.json", "model.safetensors", "flax_model.msgpack"}  # not tf_model.h5
         assert (tmp_path / "verification-alice--tiny-cnn" / "verification.json").exists()
     assert main(["verify", "alice/nothing-here", "--local-files-only", "--cache-dir", str(cache), "--weights-only"]) == 2
+
+
+def test_ties_must_survive(tmp_path) -> None:
+    import torch
+    from safetensors.numpy import load_file, save_file
+
+    src = tmp_path / "tied"
+    src.mkdir()
+    model = torch.nn.ModuleDict({"emb": torch.nn.Embedding(10, 4), "head": torch.nn.Linear(4, 10, bias=False)})
+    model["head"].weight = model["emb"].weight
+    torch.save(model.state_dict(), src / "pytorch_model.bin")  # shared storage: a tie
+    out = tmp_path / "out"
+    convert(src, out, to=["pt", "tf", "flax"])
+    v = verify_dir(out, reference=src, functional=False, report_dir=False)
+    assert v.passed, v.summary()
+    save_file(load_file(out / "model.safetensors"), out / "model.safetensors", metadata={"format": "pt"})  # tie dropped
+    v = verify_dir(out, reference=src, frameworks=["pt"], functional=False, report_dir=False)
+    assert [(t.name, t.status) for t in v.weights["pt"].failures] == [("head.weight", "tie")]
