@@ -1,7 +1,8 @@
 """``tensorferry demo``: the main job on its embedded default, with nothing to download.
 
-It converts the bundled fixture checkpoints to every framework and reports what was written;
-the verification and publishing steps join it as they land.
+It converts the bundled fixture checkpoints to every framework, verifies every variant (weights
+always; outputs in each framework whose library is installed) and reports what was written.
+Publishing to the local Hub joins it with the publishing issue.
 """
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import argparse
 import json
 from pathlib import Path
 
+import importlib.util
+
 from tensorferry.converters import convert
+from tensorferry.converters.verify import verify_dir
 from tensorferry.fixtures import FAMILIES, checkpoint_dir
+
+# Functional checks need each framework's library; conversion and the weights check need none.
+LIBRARIES = {"pt": "torch", "tf": "tf_keras", "flax": "flax"}
 
 
 def add_subparser(subparsers) -> None:
@@ -21,23 +28,32 @@ def add_subparser(subparsers) -> None:
 
 
 def run(out: Path) -> dict:
-    """Convert every fixture family into ``out/<family>``; returns the reports by family."""
+    """Convert and verify every fixture family into ``out/<family>``; returns the reports by family."""
+    functional = all(importlib.util.find_spec(lib) for lib in LIBRARIES.values())
     reports = {}
     for family in sorted(FAMILIES):
         result = convert(checkpoint_dir(family), out / family, to=["pt", "tf", "flax"])
-        reports[family] = result.to_json()
+        report = result.to_json()
+        verification = verify_dir(out / family, reference=checkpoint_dir(family), frameworks=["pt", "tf", "flax"],
+                                  functional=functional)
+        report["verification"] = {"passed": verification.passed, "functional": functional, "summary": verification.summary()}
+        reports[family] = report
     return reports
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     reports = run(out)
+    passed = all(r["verification"]["passed"] for r in reports.values())
     if args.json:
         print(json.dumps(reports, indent=2))
-        return 0
+        return 0 if passed else 3
     for family, report in reports.items():
         print(f"{family}: {report['source']} ({report['source_framework']}) → {report['out_dir']}")
         for fw, o in report["outputs"].items():
             print(f"  {fw:5} {', '.join(o['files'])}  {o['tensors']} tensors, {o['bytes']:,} bytes")
-    print(f"done: {out.resolve()}")
-    return 0
+        print("  " + report["verification"]["summary"].replace("\n", "\n  "))
+    if not next(iter(reports.values()))["verification"]["functional"]:
+        print("outputs not compared: install the frameworks with pip install -e '.[all]' to run each variant")
+    print(f"done: {out.resolve()}" if passed else "verification FAILED")
+    return 0 if passed else 3
