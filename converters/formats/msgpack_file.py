@@ -231,18 +231,18 @@ def _map_header(n: int) -> bytes:
     return bytes([0x80 | n]) if n < 16 else (b"\xde" + struct.pack(">H", n) if n <= 0xFFFF else b"\xdf" + struct.pack(">I", n))
 
 
-def _write_array(fh, arr: np.ndarray) -> None:
-    if arr.nbytes > MAX_CHUNK_SIZE:
+def _write_array(fh, arr: np.ndarray, max_chunk: int = MAX_CHUNK_SIZE) -> None:
+    if arr.nbytes > max_chunk:
         # flax splits giant leaves so each msgpack object stays under 2 GiB
         flat = np.ascontiguousarray(arr).reshape(-1)
-        step = max(1, MAX_CHUNK_SIZE // arr.dtype.itemsize)
+        step = max(1, max_chunk // arr.dtype.itemsize)
         fh.write(_map_header(3) + msgpack.packb(CHUNKED) + msgpack.packb(True))
         fh.write(msgpack.packb("shape") + msgpack.packb({str(i): d for i, d in enumerate(arr.shape)}))
         starts = range(0, flat.size, step)
         fh.write(msgpack.packb("chunks") + _map_header(len(starts)))
         for i, s in enumerate(starts):
             fh.write(msgpack.packb(str(i)))
-            _write_array(fh, flat[s:s + step])
+            _write_array(fh, flat[s:s + step], max_chunk)
         return
     head = b"\x93" + msgpack.packb(list(arr.shape)) + msgpack.packb(arr.dtype.name) + _bin_header(arr.nbytes)
     fh.write(_ext_header(len(head) + arr.nbytes) + head)
@@ -254,10 +254,12 @@ def write(
     specs: Sequence[tuple[str, tuple[int, ...], np.dtype]],
     produce: Callable[[str], np.ndarray],
     extras: dict[str, dict[str, np.ndarray]] | None = None,
+    max_chunk: int = MAX_CHUNK_SIZE,
 ) -> None:
     """Stream a Flax msgpack tree; names are ``/``-joined paths, ``produce(name)`` gives each array.
 
-    ``extras`` adds whole small subtrees (side data) at the root after the arrays.
+    ``extras`` adds whole small subtrees (side data) at the root after the arrays; arrays over
+    ``max_chunk`` bytes are chunked as flax does (the default is flax's own limit).
 
     >>> import numpy as np, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "f.msgpack")
@@ -288,9 +290,9 @@ def write(
                 arr = produce(name)
                 if tuple(arr.shape) != shape or arr.dtype != dt:
                     raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
-                _write_array(fh, arr)
+                _write_array(fh, arr, max_chunk)
             else:
-                _write_array(fh, np.asarray(value))
+                _write_array(fh, np.asarray(value), max_chunk)
 
     with open(path, "wb") as fh:
         emit(fh, tree)
