@@ -23,6 +23,9 @@ SHRINK: dict[str, object] = {
     "max_position_embeddings": 64, "n_positions": 64,
 }
 
+# In OVERRIDES: leave this attribute at its default (the config refuses or derives it).
+KEEP = "<keep default>"
+
 # Per model_type: what SHRINK gets wrong or leaves too big (vision/speech stacks, sub-configs).
 OVERRIDES: dict[str, dict[str, object]] = {
     "vit": {"image_size": 32, "patch_size": 8},
@@ -43,10 +46,10 @@ OVERRIDES: dict[str, dict[str, object]] = {
     "mobilevit": {"image_size": 32, "hidden_sizes": [16, 24, 32], "neck_hidden_sizes": [8, 8, 16, 16, 24, 32, 64]},
     "efficientformer": {"depths": [1, 1, 1, 2], "hidden_sizes": [8, 16, 24, 32], "num_meta3d_blocks": 1,
                         "image_size": 32},
-    # CvT indexes stage i's drop-path list by i: stage i needs at least i+1 blocks.
-    "cvt": {"embed_dim": [8, 16, 24], "num_heads": [1, 2, 3], "depth": [1, 2, 3]},
+    # Flax Wav2Vec2 implements only the stable-layer-norm variant (wav2vec2-large-lv60 style).
     "wav2vec2": {"conv_dim": [8, 8], "conv_stride": [5, 2], "conv_kernel": [10, 3],
-                 "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "vocab_size": 32},
+                 "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "vocab_size": 32,
+                 "do_stable_layer_norm": True, "feat_extract_norm": "layer"},
     "hubert": {"conv_dim": [8, 8], "conv_stride": [5, 2], "conv_kernel": [10, 3],
                "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2, "vocab_size": 32},
     "whisper": {"num_mel_bins": 8, "max_source_positions": 32, "max_target_positions": 32, "vocab_size": 120,
@@ -58,11 +61,20 @@ OVERRIDES: dict[str, dict[str, object]] = {
                                                              "max_decoder_position_embeddings": 64,
                                                              "attention_window": [4, 4]},
     "longformer": {"attention_window": [4, 4]},
-    "funnel": {"block_sizes": [1, 1], "d_head": 8, "num_decoder_layers": 1},
-    "transfo-xl": {"cutoffs": [10, 20], "div_val": 1, "d_head": 8, "vocab_size": 40},
-    "xlnet": {"d_head": 8},
+    "funnel": {"block_sizes": [1, 1], "d_head": 8, "num_decoder_layers": 1, "num_hidden_layers": KEEP},
+    "transfo-xl": {"cutoffs": [10, 20], "div_val": 1, "d_head": 8, "vocab_size": 40, "max_position_embeddings": KEEP},
+    "xlnet": {"d_head": 8, "max_position_embeddings": KEEP},
+    "gemma": {"head_dim": 8, "num_key_value_heads": 4},  # Flax Gemma has no grouped-query attention
+    "gptj": {"rotary_dim": 4},
+    "mistral": {"num_key_value_heads": 2, "head_dim": 8},
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]], "window_size": 8},
+    "esm": {"vocab_size": 33, "pad_token_id": 1, "mask_token_id": 32},
+    # TF input signatures read these from the top-level config.
+    "cvt": {"embed_dim": [8, 16, 24], "num_heads": [1, 2, 3], "depth": [1, 2, 3], "num_channels": 3, "image_size": 32},
+    "blip_vision_model": {"num_channels": 3, "image_size": 32, "patch_size": 8},
+    "blip": {"num_channels": 3},
+    "layoutlmv3": {"input_size": 32, "patch_size": 8, "coordinate_size": 6, "shape_size": 4},
     "big_bird": {"attention_type": "original_full"},
-    "layoutlmv3": {"input_size": 32, "patch_size": 8},
     "tapas": {},
     "rag": {},
 }
@@ -137,6 +149,7 @@ def tiny_config(model_type: str, pt_class: str | None = None):
     config = build()
     updates = {k: v for k, v in SHRINK.items() if hasattr(config, k) and _shrinkable(getattr(config, k))}
     updates.update(OVERRIDES.get(model_type, {}))
+    updates = {k: v for k, v in updates.items() if v != KEEP}
     # Rebuild rather than setattr: derived attributes (head_dim, layer lists) follow the new sizes.
     config = build(**updates)
     for sub in ("text_config", "vision_config", "audio_config"):
