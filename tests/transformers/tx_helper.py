@@ -110,6 +110,11 @@ def check(spec: dict) -> dict:
         pt_out = _pt_output(case, root, inputs)
         res = {}
         if case.get("tf"):
+            import tf_keras
+
+            # Keras numbers unnamed layers per session (`dropout_7`); transformers lists them in the
+            # h5, so each model must be built in a fresh session, as it would be by a user.
+            tf_keras.backend.clear_session()
             cls = getattr(transformers, case["tf"])
             model, info = cls.from_pretrained(conv, output_loading_info=True)
             ref = cls.from_pretrained(root / "tx_tf")
