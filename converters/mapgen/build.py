@@ -166,3 +166,24 @@ def tiny_config(model_type: str, pt_class: str | None = None):
 def _shrinkable(value: object) -> bool:
     # Lists (per-stage sizes) and None keep their defaults; OVERRIDES handles them.
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Why a class is not covered, in words: (substring of the failure, explanation).  First match wins.
+FAILURE_REASONS: list[tuple[str, str]] = [
+    ("unexpected keyword argument 'a_max'", "transformers 4.57.6's Flax T5 family calls `jnp.clip(a_max=…)`, "
+     "which JAX 0.10 removed: the class cannot be built in the pinned environment"),
+    ("feeds both", "one PyTorch tensor (tied) feeds two separate TF weights; a map places each PyTorch tensor once"),
+    ("Could not infer", "transformers' TF class cannot derive its input signature from the config, so it never builds"),
+    ("initializer_range", "transformers' TF class fails to build (reads `config.initializer_range`, which the config lacks)"),
+    ("no sequence length limit", "the config rejects a sequence length, and its TF class fails to build"),
+    ("transfo-xl", "deprecated in transformers 4.57.6: its TF class raises NotImplementedError"),
+    ("NotImplementedError:", "deprecated in transformers 4.57.6: its TF class raises NotImplementedError"),
+    ("hidden_size", "transformers' class reads `config.hidden_size`, which this config does not have"),
+    ("Dense layer should be defined", "transformers' TF class fails to build from a config (unknown input width)"),
+    ("Exception encountered when calling layer", "transformers' TF class fails its build call with a small config"),
+]
+
+
+def explain(failure: str) -> str:
+    """A failure message in words for the README, e.g. ``explain("… 'a_max'")``."""
+    return next((why for key, why in FAILURE_REASONS if key in failure), failure)

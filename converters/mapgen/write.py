@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .build import explain
+
 _DOCS = Path(__file__).resolve().parents[2] / "docs" / "transformers.md"
 _BEGIN, _END = "<!-- coverage:begin (written by mapgen generate) -->", "<!-- coverage:end -->"
 
@@ -61,10 +63,11 @@ def write_docs(coverage: dict) -> None:
             tf = f"{len(row['tf_ok'])}/{len(row['tf_classes'])}" if row["tf_classes"] else "—"
             fx = f"{len(row['flax_ok'])}/{len(row['flax_classes'])}" if row["flax_classes"] else "—"
             lines.append(f"| `{mt}` | {tf} | {fx} |")
-        for cls, why in sorted(row.get("failed", {}).items()):
-            missing.append(f"- `{mt}` / `{cls}`: {why}")
         if not (row["tf_ok"] or row["flax_ok"]):
-            missing.append(f"- `{mt}` (all classes): {row.get('reason', 'not built')}")
+            missing.append(f"- `{mt}` (all classes): {explain(row.get('reason', 'not built'))}")
+            continue
+        for cls, why in sorted(row.get("failed", {}).items()):
+            missing.append(f"- `{mt}` / `{cls}`: {explain(why)}")
     text = "\n".join([_BEGIN, "", f"Covered: **{n_tf}** model types with TF classes, **{n_flax}** with Flax classes "
                       "(a cell reads classes mapped / classes transformers ships).", "", *lines, "",
                       "### Not covered", "", *(missing or ["- none"]), "", _END])
