@@ -257,8 +257,10 @@ def _build_from_map(source: Source, options: Options, arch: "maps.ArchitectureMa
     how, why = "map", f"transformers {arch.model_type} layout map"
 
     def moves(pairs: dict, specs: dict) -> list[Move]:
+        # A target is (name, op), or a list of them when one tensor feeds several (a tied head).
         return [single(n, specs[n][0], specs[n][1], dst, op, kind="map", how=how, why=why)
-                for n, target in pairs.items() if target is not None for dst, op in [target]]
+                for n, target in pairs.items() if target is not None
+                for dst, op in (target if isinstance(target, list) else [target])]
 
     if source.framework == "pt":
         canonical = _identity(source)
