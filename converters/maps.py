@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LayoutError
@@ -29,6 +29,8 @@ from .ops import Op, parse
 MAPS_DIR = Path(__file__).resolve().parent / "maps" / "transformers"
 FRAMEWORKS = ("tf", "flax")
 Spec = tuple[tuple[int, ...], str]
+# from_canonical's value: one (native name, op), several when the tensor feeds copies, or None.
+Target = tuple[str, Op] | list[tuple[str, Op]] | None
 # Pre-2020 PyTorch checkpoints name LayerNorm parameters like TF; transformers renames them on load.
 _LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
 _PLACEHOLDER = re.compile(r"\\\{(\d+)\\\}")
@@ -78,6 +80,14 @@ class _Rule:
     tied_to: str | None
     groups: tuple[str, ...] | None
     bare: bool = False
+    # Per framework: further native weights written from the same PyTorch tensor (``tf_copies``).
+    copies: dict[str, tuple["_Rule", ...]] = field(default_factory=dict)
+    # For one of those copies: the primary's native template (the copy is dropped when read back).
+    primary: str | None = None
+
+    def group(self, framework: str) -> tuple[str, str | None]:
+        """(PT template, primary native template): the same for a tensor's primary and its copies."""
+        return self.pt, self.primary or self.native[framework]
 
 
 class _Index:
@@ -113,6 +123,19 @@ class _Index:
         return None
 
 
+def _rule(pt: str, e: dict, tied_to: str | None, primary: str | None = None,
+          copies: dict[str, tuple[_Rule, ...]] | None = None) -> _Rule:
+    """The rule of one map entry, or of one of its ``{fw}_copies`` (which carry only their own fields).
+
+    >>> r = _rule("w", {"tf": "a/w", "tf_op": "T"}, None)
+    >>> r.native["tf"], r.ops["tf"], r.native["flax"]
+    ('a/w', 'T', None)
+    """
+    return _Rule(pt, {f: e.get(f) for f in FRAMEWORKS}, {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS},
+                 tied_to, tuple(e["tf_groups"]) if e.get("tf_groups") else None, bool(e.get("tf_bare")),
+                 copies or {}, primary)
+
+
 def _fill(template: str, values: list[str]) -> str:
     return template.format(*values) if values else template
 
@@ -145,15 +168,15 @@ class ArchitectureMap:
         self._native = {f: _Index() for f in FRAMEWORKS}
         self._prefixed = False
         for e in arch["tensors"]:
-            rule = _Rule(e["pt"], {f: e.get(f) for f in FRAMEWORKS},
-                         {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS}, e.get("tied_to"),
-                         tuple(e["tf_groups"]) if e.get("tf_groups") else None,
-                         bool(e.get("tf_bare")))
+            copies = {f: tuple(_rule(e["pt"], c, e.get("tied_to"), primary=e[f]) for c in e.get(f + "_copies", []))
+                      for f in FRAMEWORKS}
+            rule = _rule(e["pt"], e, e.get("tied_to"), copies={f: c for f, c in copies.items() if c})
             self._pt.add(e["pt"], rule)
             self._prefixed |= bool(self.base_model_prefix) and e["pt"].startswith(self.base_model_prefix + ".")
             for f in FRAMEWORKS:
-                if e.get(f):
-                    self._native[f].add(e[f], rule)
+                for r in (rule, *copies[f]):
+                    if r.native[f]:
+                        self._native[f].add(r.native[f], r)
 
     def __repr__(self) -> str:
         return f"ArchitectureMap({self.model_type!r}, {self.architecture!r})"
@@ -198,8 +221,11 @@ class ArchitectureMap:
                 return found
         return None
 
-    def from_canonical(self, framework: str, specs: dict[str, Spec]) -> dict[str, tuple[str, Op] | None]:
+    def from_canonical(self, framework: str, specs: dict[str, Spec]) -> dict[str, Target]:
         """Canonical PT name -> (native name, op on the PT tensor), or None where the framework has none.
+
+        A tensor that feeds several native weights (a map entry with ``tf_copies``, e.g. XGLM's
+        embeddings, also its TF ``lm_head/kernel``) gets a list of (native name, op), primary first.
 
         TF names are full Keras names without ``:0`` (``tf_bert_model/bert/...``); Flax names are
         ``/``-joined tree paths (``params/...`` for BatchNorm models).  If this architecture cannot
@@ -209,6 +235,10 @@ class ArchitectureMap:
         >>> m = find_map({"model_type": "bert", "architectures": ["BertModel"]})
         >>> m.from_canonical("flax", {"bert.pooler.dense.bias": ((384,), "F32")})["bert.pooler.dense.bias"][0]
         'pooler/dense/bias'
+        >>> x = find_map({"model_type": "xglm", "architectures": ["XGLMForCausalLM"]})
+        >>> [(n, str(op)) for n, op in x.from_canonical("tf", {"model.embed_tokens.weight": ((99, 32), "F32")})[
+        ...     "model.embed_tokens.weight"]]
+        [('tfxglm_for_causal_lm/model/embed_tokens/weight', 'identity'), ('tfxglm_for_causal_lm/lm_head/kernel', 'T')]
         """
         self._check_framework(framework)
         return self._resolve(framework, lambda m: m._from_canonical(framework, specs))
@@ -230,23 +260,28 @@ class ArchitectureMap:
                 # The tied partner is absent from this file: this copy is the one to write.
                 found = self._find_pt(_fill(rule.tied_to, values))
                 rule, values = found if found else (rule, values)
-            template = rule.native[framework]
-            if template is None:
+            if rule.native[framework] is None:
                 out[name] = None
                 continue
-            native = _fill(template, values)
-            if framework == "tf" and self.tf_model_name and not rule.bare:
-                native = f"{self.tf_model_name}/{native}"
-            op = parse(rule.ops[framework])
-            try:
-                op.shape(tuple(shape))
-            except ValueError as exc:
-                raise LayoutError(name, f"shape {tuple(shape)} does not fit {framework} op {op}: {exc}") from None
-            if native in targets:
-                raise LayoutError(name, f"both {targets[native]!r} and {name!r} map to {framework} {native!r}")
-            targets[native] = name
-            out[name] = (native, op)
+            placed = [self._place(framework, r, values, name, shape, targets)
+                      for r in (rule, *rule.copies.get(framework, ()))]
+            out[name] = placed if len(placed) > 1 else placed[0]
         return out, unplaced
+
+    def _place(self, framework: str, rule: _Rule, values: list[str], name: str, shape: tuple,
+               targets: dict[str, str]) -> tuple[str, Op]:
+        native = _fill(rule.native[framework], values)
+        if framework == "tf" and self.tf_model_name and not rule.bare:
+            native = f"{self.tf_model_name}/{native}"
+        op = parse(rule.ops[framework])
+        try:
+            op.shape(tuple(shape))
+        except ValueError as exc:
+            raise LayoutError(name, f"shape {tuple(shape)} does not fit {framework} op {op}: {exc}") from None
+        if native in targets:
+            raise LayoutError(name, f"both {targets[native]!r} and {name!r} map to {framework} {native!r}")
+        targets[native] = name
+        return native, op
 
     def _has(self, specs: dict[str, Spec], template: str, values: list[str]) -> bool:
         target = _fill(template, values)
@@ -262,6 +297,14 @@ class ArchitectureMap:
         ...     "tf_bert_model/bert/pooler/dense/kernel"]
         >>> name, str(op)
         ('pooler.dense.weight', 'T')
+
+        A copy (``tf_copies``) of a tensor whose primary is in the file is dropped:
+
+        >>> x = find_map({"model_type": "xglm", "architectures": ["XGLMForCausalLM"]})
+        >>> back = x.to_canonical("tf", {"m/model/embed_tokens/weight": ((99, 32), "F32"),
+        ...                              "m/lm_head/kernel": ((32, 99), "F32")})
+        >>> back["m/model/embed_tokens/weight"][0], back["m/lm_head/kernel"]
+        ('model.embed_tokens.weight', None)
         """
         self._check_framework(framework)
         return self._resolve(framework, lambda m: m._to_canonical(framework, specs))
@@ -281,32 +324,38 @@ class ArchitectureMap:
     def _to_canonical(self, framework: str, specs: dict[str, Spec]) -> tuple[dict, list[str]]:
         out: dict[str, tuple[str, Op] | None] = {}
         unplaced: list[str] = []
-        seen: dict[str, str] = {}
-        for name, (shape, _dtype) in specs.items():
-            found = None
+        found: dict[str, tuple[_Rule, list[str]]] = {}
+        for name in specs:
+            hit = None
             for candidate in self._native_candidates(framework, name):
-                found = self._native[framework].find(candidate)
-                if found:
+                hit = self._native[framework].find(candidate)
+                if hit:
                     break
-            if found is None:
-                if any(c in self._native_only[framework] for c in self._native_candidates(framework, name)):
-                    out[name] = None  # transformers has it in this framework only (it never reaches PT)
-                else:
-                    unplaced.append(name)
-                continue
-            rule, values = found
-            try:
-                op = parse(rule.ops[framework]).inverse()
-                op.shape(tuple(shape))
-            except ValueError as exc:
-                raise LayoutError(name, f"cannot invert {framework} op {rule.ops[framework]} for shape "
-                                        f"{tuple(shape)}: {exc}") from None
+            if hit is not None:
+                found[name] = hit
+            elif any(c in self._native_only[framework] for c in self._native_candidates(framework, name)):
+                out[name] = None  # transformers has it in this framework only (it never reaches PT)
+            else:
+                unplaced.append(name)
+        # Primaries first: a copy (a second native weight of one PT tensor) is read back only when
+        # its primary is absent from the file, and dropped otherwise.
+        seen: dict[str, tuple[str, _Rule]] = {}
+        for name, (rule, values) in sorted(found.items(), key=lambda kv: kv[1][0].primary is not None):
             pt = _fill(rule.pt, values)
             if pt in seen:
-                raise LayoutError(name, f"both {seen[pt]!r} and {name!r} map to PyTorch {pt!r}")
-            seen[pt] = name
+                if rule.primary is not None and seen[pt][1].group(framework) == rule.group(framework):
+                    out[name] = None  # a copy of the PyTorch tensor already read from seen[pt][0]
+                    continue
+                raise LayoutError(name, f"both {seen[pt][0]!r} and {name!r} map to PyTorch {pt!r}")
+            try:
+                op = parse(rule.ops[framework]).inverse()
+                op.shape(tuple(specs[name][0]))
+            except ValueError as exc:
+                raise LayoutError(name, f"cannot invert {framework} op {rule.ops[framework]} for shape "
+                                        f"{tuple(specs[name][0])}: {exc}") from None
+            seen[pt] = (name, rule)
             out[name] = (pt, op)
-        return out, unplaced
+        return {n: out[n] for n in specs if n in out}, unplaced
 
     # -- shared ------------------------------------------------------------------------------
 

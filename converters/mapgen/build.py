@@ -68,6 +68,8 @@ OVERRIDES: dict[str, dict[str, object]] = {
     "gptj": {"rotary_dim": 4},
     "mistral": {"num_key_value_heads": 2, "head_dim": 8},
     "gpt_neo": {"attention_types": [[["global", "local"], 1]], "window_size": 8},
+    # The MLM head's `dense` is (hidden_size - embedding_size) wide: equal sizes leave it empty.
+    "mobilebert": {"embedding_size": 16},
     "esm": {"vocab_size": 33, "pad_token_id": 1, "mask_token_id": 32},
     # TF input signatures read these from the top-level config.
     "cvt": {"embed_dim": [8, 16, 24], "num_heads": [1, 2, 3], "depth": [1, 2, 3], "num_channels": 3, "image_size": 32},
@@ -172,7 +174,6 @@ def _shrinkable(value: object) -> bool:
 FAILURE_REASONS: list[tuple[str, str]] = [
     ("unexpected keyword argument 'a_max'", "transformers 4.57.6's Flax T5 family calls `jnp.clip(a_max=…)`, "
      "which JAX 0.10 removed: the class cannot be built in the pinned environment"),
-    ("feeds both", "one PyTorch tensor (tied) feeds two separate TF weights; a map places each PyTorch tensor once"),
     ("Could not infer", "transformers' TF class cannot derive its input signature from the config, so it never builds"),
     ("initializer_range", "transformers' TF class fails to build (reads `config.initializer_range`, which the config lacks)"),
     ("no sequence length limit", "the config rejects a sequence length, and its TF class fails to build"),

@@ -100,6 +100,23 @@ def find_op(pt: np.ndarray, native: np.ndarray) -> str | None:
     return None
 
 
+# Joins the native names of one PyTorch key that feeds several framework weights (copies) while
+# `generalise` treats them as one string; Keras and Flax names never contain a space.
+COPY_SEP = " "
+
+
+def primary_rank(pt_key: str, native: str, op: str) -> tuple[int, bool, str]:
+    """Sort key choosing, among the native copies of one PyTorch tensor, the one read back first:
+    the name sharing most components with the key, then an identity op, then alphabetical.
+
+    >>> names = [("lm_head/kernel", "T"), ("model/embed_tokens/weight", "identity")]
+    >>> min(names, key=lambda t: primary_rank("model.embed_tokens.weight", *t))[0]
+    'model/embed_tokens/weight'
+    """
+    shared = len(set(pt_key.split(".")) & set(native.split("/")))
+    return -shared, op != "identity", native
+
+
 _PT_NUM = re.compile(r"(?:(?<=^)|(?<=\.))(\d+)(?=\.|$)")
 # Keras list scopes: `layer_._3` (BERT), `layers.3` (BART, ResNet), `/3/` (Flax), `layers_3`.
 _NATIVE_NUM = re.compile(r"(?:(?<=_\._)|(?<=^)|(?<=/)|(?<=_)|(?<=\.))(\d+)(?=/|$|_|\.)")

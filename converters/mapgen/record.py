@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .match import find_op, fingerprint, generalise
+from .match import COPY_SEP, find_op, fingerprint, generalise, primary_rank
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
@@ -50,9 +50,14 @@ def _read_h5(path: Path) -> tuple[list[str], list[str], dict[str, tuple[list[str
 
 
 def _match(pt_arrays: dict[str, np.ndarray], by_print: dict[str, list[str]], canonical: set[str],
-           native: dict[str, np.ndarray]) -> tuple[dict[str, tuple[str, str]], list[str]]:
-    """PT key -> (native name, op) and the native names no PT tensor explains."""
-    found: dict[str, tuple[str, str]] = {}
+           native: dict[str, np.ndarray]) -> tuple[dict[str, list[tuple[str, str]]], list[str]]:
+    """PT key -> [(native name, op), …] and the native names no PT tensor explains.
+
+    Usually one native name per key.  Several when transformers fills separate framework weights
+    from one (tied) PyTorch tensor, e.g. XGLM's ``model/embed_tokens/weight`` and ``lm_head/kernel``
+    both from ``model.embed_tokens.weight``; the primary (the one read back) comes first.
+    """
+    found: dict[str, list[tuple[str, str]]] = {}
     orphans: list[str] = []
     for name, value in native.items():
         keys = by_print.get(fingerprint(value) or "", [])
@@ -65,10 +70,10 @@ def _match(pt_arrays: dict[str, np.ndarray], by_print: dict[str, list[str]], can
                 break
         if op is None:
             orphans.append(name)
-        elif key in found:
-            raise ValueError(f"{key} feeds both {found[key][0]} and {name}")
         else:
-            found[key] = (name, op)
+            found.setdefault(key, []).append((name, op))
+    for key, targets in found.items():
+        targets.sort(key=lambda t: primary_rank(key, t[0], t[1]))
     return found, orphans
 
 
@@ -148,8 +153,8 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
             by_print.setdefault(fp, []).append(k)
 
     arch: dict = {"pt": {"class": pt_name}}
-    tf_found: dict[str, tuple[str, str]] = {}
-    flax_found: dict[str, tuple[str, str]] = {}
+    tf_found: dict[str, list[tuple[str, str]]] = {}
+    flax_found: dict[str, list[tuple[str, str]]] = {}
     errors: dict[str, str] = {}
     for framework, cls_name, recorder in (("tf", tf_name, _record_tf), ("flax", flax_name, _record_flax)):
         if not cls_name:
@@ -172,10 +177,10 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
     notes = {}
     ops = {}
     for k in pt_arrays:
-        tf_n, tf_op = tf_found.get(k, (None, None))
-        fx_n, fx_op = flax_found.get(k, (None, None))
-        rows.append((k, tf_n, fx_n))
-        ops[k] = (tf_op, fx_op)
+        tf_t, fx_t = tf_found.get(k, []), flax_found.get(k, [])
+        # Several native names of one key (copies) travel through `generalise` as one joined string.
+        rows.append((k, COPY_SEP.join(n for n, _ in tf_t) or None, COPY_SEP.join(n for n, _ in fx_t) or None))
+        ops[k] = (tf_t[0][1] if tf_t else None, fx_t[0][1] if fx_t else None)
         if k in tied:
             notes[k] = ("tied", tied[k])
         elif k not in param_names:
@@ -192,18 +197,9 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
         src = next(r for r in rows if r[0] == example or _same(pt_t, r[0]))
         e: dict = {"pt": pt_t}
         if tf_name:
-            e["tf"] = tf_t
-            if tf_t is not None:
-                e["tf_op"] = ops[src[0]][0]
-                g = arch["tf"].get("groups", {}).get(tf_found[src[0]][0])
-                if g:
-                    e["tf_groups"] = g
-                if tf_found[src[0]][0] in arch["tf"].get("bare", []):
-                    e["tf_bare"] = True  # written without the model-name component
+            e.update(_native_fields("tf", tf_t, tf_found.get(src[0], []), arch["tf"]))
         if flax_name:
-            e["flax"] = fx_t
-            if fx_t is not None:
-                e["flax_op"] = ops[src[0]][1]
+            e.update(_native_fields("flax", fx_t, flax_found.get(src[0], []), arch["flax"]))
         note = notes.get(src[0])
         if note and note[0] == "tied":
             e["tied_to"] = _generalise_like(note[1], src[0], pt_t)
@@ -220,6 +216,31 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
     arch["tensors"] = tensors
     _check_ops(tensors, ops)
     return arch
+
+
+def _native_fields(fw: str, template: str | None, found: list[tuple[str, str]], info: dict) -> dict:
+    """The ``tf``/``tf_op``/``tf_groups``/``tf_bare`` fields of one entry (same for ``flax``).
+
+    ``template`` is the generalised native name, copies joined by COPY_SEP; ``found`` the literal
+    (name, op) pairs of the example row, primary first.  Copies go to ``{fw}_copies``, e.g.
+    ``_native_fields("tf", "a/w b/k", [("a/w", "identity"), ("b/k", "T")], {})`` ->
+    ``{"tf": "a/w", "tf_op": "identity", "tf_copies": [{"tf": "b/k", "tf_op": "T"}]}``.
+    """
+    if template is None:
+        return {fw: None}
+    parts: list[dict] = []
+    for name_t, (name, op) in zip(template.split(COPY_SEP), found):
+        part = {fw: name_t, f"{fw}_op": op}
+        groups = info.get("groups", {}).get(name)
+        if groups:
+            part[f"{fw}_groups"] = groups
+        if name in info.get("bare", []):
+            part[f"{fw}_bare"] = True  # written without the model-name component
+        parts.append(part)
+    out = parts[0]
+    if parts[1:]:
+        out[f"{fw}_copies"] = parts[1:]
+    return out
 
 
 def _same(template: str, key: str) -> bool:
