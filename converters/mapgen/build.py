@@ -90,6 +90,14 @@ NOT_BUILDABLE: dict[str, str] = {
     "rag": "needs a retriever and question-encoder/generator sub-models, not buildable from its config alone",
 }
 
+# Model types recorded from a `pytorch_model.bin` instead of `model.safetensors`: safetensors drops
+# tied duplicates, and transformers' from_pt then leaves a TF weight that PyTorch ties at its
+# initialisation; from the .bin (which keeps both keys) it fills that weight, which the map then
+# records as a copy (`tf_copies`).  Written files are the same as transformers' from_pt of the .bin.
+FROM_BIN: dict[str, str] = {
+    "albert": "TF MLM heads' `predictions/decoder/bias` is `predictions.bias` (tied in PyTorch)",
+}
+
 
 @dataclass
 class Family:

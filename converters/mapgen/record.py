@@ -125,7 +125,7 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
     import transformers
     from safetensors.numpy import load_file
 
-    from .build import tiny_config
+    from .build import FROM_BIN, tiny_config
 
     config = tiny_config(model_type, pt_name)
     torch.manual_seed(0)
@@ -139,6 +139,9 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
     pt_dir = work / "pt"
     model.save_pretrained(pt_dir, safe_serialization=True)
     canonical = set(load_file(str(pt_dir / "model.safetensors")))
+    if model_type in FROM_BIN:  # transformers converts the tied keys only a .bin still carries
+        pt_dir = work / "pt-bin"
+        model.save_pretrained(pt_dir, safe_serialization=False)
     pt_arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     param_names = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     ptrs: dict[tuple, list[str]] = {}

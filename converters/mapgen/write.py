@@ -68,8 +68,11 @@ def write_docs(coverage: dict) -> None:
             continue
         for cls, why in sorted(row.get("failed", {}).items()):
             missing.append(f"- `{mt}` / `{cls}`: {explain(why)}")
-    text = "\n".join([_BEGIN, "", f"Covered: **{n_tf}** model types with TF classes, **{n_flax}** with Flax classes "
-                      "(a cell reads classes mapped / classes transformers ships).", "", *lines, "",
+    classes = {f: (sum(len(r[f"{f}_ok"]) for r in coverage.values()),
+                   sum(len(r[f"{f}_classes"]) for r in coverage.values())) for f in ("tf", "flax")}
+    text = "\n".join([_BEGIN, "", f"Covered: **{n_tf}** model types with TF classes, **{n_flax}** with Flax classes; "
+                      f"**{classes['tf'][0]}/{classes['tf'][1]}** TF and **{classes['flax'][0]}/{classes['flax'][1]}** "
+                      "Flax classes (a cell reads classes mapped / classes transformers ships).", "", *lines, "",
                       "### Not covered", "", *(missing or ["- none"]), "", _END])
     doc = _DOCS.read_text() if _DOCS.exists() else f"# transformers checkpoints\n\n{_BEGIN}\n{_END}\n"
     if _BEGIN not in doc:

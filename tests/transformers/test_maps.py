@@ -29,11 +29,13 @@ def test_every_shipped_map_is_well_formed() -> None:
             pts = [e["pt"] for e in a["tensors"]]
             assert len(pts) == len(set(pts)), (mt, arch)
             for fw in ("tf", "flax"):
-                natives = [e[fw] for e in a["tensors"] if e.get(fw)]
+                entries = [x for e in a["tensors"] for x in (e, *e.get(fw + "_copies", [])) if x.get(fw)]
+                natives = [x[fw] for x in entries]
                 assert len(natives) == len(set(natives)), (mt, arch, fw)
+                for x in entries:
+                    parse(x[fw + "_op"])  # every op string is valid
                 for e in a["tensors"]:
-                    if e.get(fw):
-                        parse(e[fw + "_op"])  # every op string is valid
+                    assert not e.get(fw + "_copies") or e.get(fw), (mt, arch, e["pt"])  # copies need a primary
             m = maps.ArchitectureMap(doc, arch)
             assert m.frameworks
 
@@ -126,3 +128,57 @@ def test_generator_helpers() -> None:
     out = generalise(rows)
     assert ("h.{0}.w", "t/h_._{0}/w", "h/{0}/w") in out
     assert ("h.0.x", None, "odd0") in out  # an index the Flax name does not carry stays literal
+
+
+def _xglm() -> maps.ArchitectureMap:
+    return maps.find_map({"model_type": "xglm", "architectures": ["XGLMForCausalLM"]})
+
+
+EMB = "model.embed_tokens.weight"
+
+
+def test_tensor_with_copies_maps_to_a_list() -> None:
+    out = _xglm().from_canonical("tf", {EMB: ((99, 32), F32), "lm_head.weight": ((99, 32), F32)})
+    assert out["lm_head.weight"] is None  # tied to the embeddings, stored once
+    (name, op), (copy, copy_op) = out[EMB]
+    assert name.endswith("/model/embed_tokens/weight") and str(op) == "identity"
+    assert copy.endswith("/lm_head/kernel") and str(copy_op) == "T"
+    w = np.arange(99 * 32, dtype=np.float32).reshape(99, 32)
+    assert np.array_equal(copy_op.apply(w), w.T)
+
+
+@pytest.mark.parametrize(("model_type", "arch", "key"), [
+    ("xglm", "XGLMForCausalLM", EMB),
+    ("speech_to_text", "Speech2TextForConditionalGeneration", "model.decoder.embed_tokens.weight"),
+    ("mobilebert", "MobileBertForMaskedLM", "mobilebert.embeddings.word_embeddings.weight"),
+    ("mobilebert", "MobileBertForPreTraining", "mobilebert.embeddings.word_embeddings.weight")])
+def test_copies_read_back_once(model_type: str, arch: str, key: str) -> None:
+    m = maps.find_map({"model_type": model_type, "architectures": [arch]})
+    targets = m.from_canonical("tf", {key: ((99, 16), F32)})[key]
+    assert isinstance(targets, list) and len(targets) == 2
+    native = {n: (op.shape((99, 16)), F32) for n, op in targets}
+    back = m.to_canonical("tf", native)
+    assert back[targets[0][0]][0] == key and back[targets[1][0]] is None
+    # Without its primary, the copy is the one read back, through its own inverse op.
+    only_copy = m.to_canonical("tf", {targets[1][0]: native[targets[1][0]]})
+    name, op = only_copy[targets[1][0]]
+    assert name == key and op.shape(native[targets[1][0]][0]) == (99, 16)
+
+
+def test_copy_colliding_with_another_tensor_is_a_layout_error() -> None:
+    doc = json.loads(json.dumps(_xglm().doc))
+    # A second entry claiming the embeddings' PyTorch name: its weight and the copy of the first
+    # entry are different tensors, so reading both back must fail rather than drop one.
+    doc["architectures"]["XGLMForCausalLM"]["tensors"].append({"pt": EMB, "tf": "other/w", "tf_op": "identity"})
+    m = maps.ArchitectureMap(doc, "XGLMForCausalLM")
+    ok = m.to_canonical("tf", {"m/model/embed_tokens/weight": ((99, 32), F32), "m/lm_head/kernel": ((32, 99), F32)})
+    assert ok["m/lm_head/kernel"] is None
+    with pytest.raises(LayoutError, match="map to PyTorch"):
+        m.to_canonical("tf", {"m/other/w": ((99, 32), F32), "m/lm_head/kernel": ((32, 99), F32)})
+
+
+def test_albert_mlm_decoder_bias_is_a_copy_of_the_bias() -> None:
+    m = maps.find_map({"model_type": "albert", "architectures": ["AlbertForMaskedLM"]})
+    out = m.from_canonical("tf", {"predictions.bias": ((99,), F32), "predictions.decoder.bias": ((99,), F32)})
+    assert out["predictions.decoder.bias"] is None  # tied in PyTorch: written once, from predictions.bias
+    assert [n.split("/", 1)[1] for n, _ in out["predictions.bias"]] == ["predictions/bias", "predictions/decoder/bias"]

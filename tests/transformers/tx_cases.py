@@ -20,6 +20,14 @@ CASES = [
      "FlaxDistilBertForQuestionAnswering"),
     ("electra-tc", "electra", "ElectraForTokenClassification", "TFElectraForTokenClassification",
      "FlaxElectraForTokenClassification"),
+    # One tied PyTorch tensor feeds two TF weights (map entries with `tf_copies`).
+    ("mobilebert-mlm", "mobilebert", "MobileBertForMaskedLM", "TFMobileBertForMaskedLM", None),
+    ("mobilebert-pt", "mobilebert", "MobileBertForPreTraining", "TFMobileBertForPreTraining", None),
+    ("s2t-cg", "speech_to_text", "Speech2TextForConditionalGeneration", "TFSpeech2TextForConditionalGeneration",
+     None),
+    ("xglm-clm", "xglm", "XGLMForCausalLM", "TFXGLMForCausalLM", "FlaxXGLMForCausalLM"),
+    # TF-only `predictions/decoder/bias`, filled from `predictions.bias` (a copy; see build.FROM_BIN).
+    ("albert-mlm", "albert", "AlbertForMaskedLM", "TFAlbertForMaskedLM", "FlaxAlbertForMaskedLM"),
 ]
 CASE_IDS = [c[0] for c in CASES]
 

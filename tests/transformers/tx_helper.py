@@ -50,7 +50,7 @@ def make(spec: dict) -> dict:
     import torch
     import transformers
 
-    from tensorferry.converters.mapgen.build import tiny_config
+    from tensorferry.converters.mapgen.build import FROM_BIN, tiny_config
 
     out = {}
     for case in spec["cases"]:
@@ -60,13 +60,18 @@ def make(spec: dict) -> dict:
         model = getattr(transformers, case["pt"])(config).eval()
         _perturb(model)
         model.save_pretrained(root / "pt", safe_serialization=True)
+        # The reference is transformers' from_pt of what the maps were recorded from (build.FROM_BIN).
+        ref_dir = root / "pt"
+        if case["model_type"] in FROM_BIN:
+            ref_dir = root / "pt-bin"
+            model.save_pretrained(ref_dir, safe_serialization=False)
         inputs = None
         if case.get("tf"):
-            tf_model = getattr(transformers, case["tf"]).from_pretrained(root / "pt", from_pt=True)
+            tf_model = getattr(transformers, case["tf"]).from_pretrained(ref_dir, from_pt=True)
             tf_model.save_pretrained(root / "tx_tf")
             inputs = {k: np.asarray(v) for k, v in tf_model.dummy_inputs.items()}
         if case.get("flax"):
-            fmodel = getattr(transformers, case["flax"]).from_pretrained(root / "pt", from_pt=True)
+            fmodel = getattr(transformers, case["flax"]).from_pretrained(ref_dir, from_pt=True)
             fmodel.save_pretrained(root / "tx_flax")
         np.savez(root / "inputs.npz", **(inputs or {}))
         out[case["id"]] = sorted(p.name for p in root.rglob("*") if p.is_file())
