@@ -2,7 +2,9 @@
 
 Runs only inside the transformers 4.57.6 environment.  Quirks are table rows, not code paths:
 ``SHRINK`` applies to every config that has the attribute, ``OVERRIDES`` fixes single model types,
-``NOT_BUILDABLE`` names the model types that need more than their own config, with the reason.
+``NOT_BUILDABLE`` names the model types that need more than their own config, with the reason,
+``FROM_BIN`` the model types recorded from a ``pytorch_model.bin`` (tied keys kept), e.g.
+``"albert" in FROM_BIN``.
 """
 from __future__ import annotations
 
