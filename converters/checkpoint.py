@@ -25,7 +25,6 @@ from .formats.pickle_file import PickleFile
 from .formats.safetensors_file import SafetensorsFile
 from .moves import EXTRA
 
-FRAMEWORKS = ("pt", "tf", "flax")
 # Standard names in a folder: (framework, single file, index) in order of preference.
 STANDARD = [
     ("pt", pt.FILE, pt.INDEX),

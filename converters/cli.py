@@ -66,9 +66,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("--out", "an output folder is needed (or use --explain)")
-    bar = _progress(args)
+    source = open_source(args.src, source_fw)
+    bar = _progress(args, source)
     try:
-        result = convert(args.src, args.out, args.to.split(","), source_framework=source_fw, strict=args.strict,
+        result = convert(source, args.out, args.to.split(","), source_framework=source_fw, strict=args.strict,
                          dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
                          extras=args.extras, progress=bar.update if bar else None)
     finally:
@@ -95,14 +96,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return code
 
 
-def _progress(args: argparse.Namespace):
+def _progress(args: argparse.Namespace, source):
     if args.json:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
         return None
-    source = open_source(args.src, None if args.source_framework == "auto" else args.source_framework)
     total = source.nbytes * len([t for t in args.to.split(",") if t.strip()])
     return tqdm(total=total, unit="B", unit_scale=True, desc="converting", file=sys.stderr, disable=None, leave=False)
 

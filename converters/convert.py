@@ -73,7 +73,7 @@ def parse_size(text: str | int) -> int:
 
 
 def convert(
-    src: str | Path,
+    src: str | Path | Source,
     out: str | Path,
     to: Sequence[str] = GRAPH_NODES,
     *,
@@ -93,14 +93,14 @@ def convert(
     planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.
     """
     started = time.perf_counter()
-    to = _frameworks(to)
-    source = open_source(src, source_framework)
+    to = parse_frameworks(to)
+    source = src if isinstance(src, Source) else open_source(src, source_framework)
     cast = dtypes.from_name(dtype, "--dtype") if dtype else None
     plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast)
     out = Path(out)
-    result = ConvertResult(str(src), source.framework, str(out), plan=plan,
+    result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()})
-    producer = _Producer(source, plan.canonical)
+    producer = Producer(source, plan.canonical)
     with atomic_outputs() as files:
         for fw in to:
             result.outputs[fw] = _write(fw, plan, producer, out, files, parse_size(max_shard_size), extras, progress)
@@ -122,11 +122,12 @@ def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: 
         from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
         order = [k for k in from_model if not isinstance(structure, dict)] or order
         given.update({k: v for k, v in from_model.items() if v})
-    return build(source, Options(list(_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict,
+    return build(source, Options(list(parse_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict,
                                  cast=cast, order=order))
 
 
-def _frameworks(to: Sequence[str] | str) -> list[str]:
+def parse_frameworks(to: Sequence[str] | str) -> list[str]:
+    """Target names from a list or ``"pt,tf"``, aliases resolved: ``parse_frameworks("torch,jax") == ["pt", "flax"]``."""
     names = [t.strip() for t in (to.split(",") if isinstance(to, str) else to) if t.strip()]
     aliases = {"pytorch": "pt", "torch": "pt", "tensorflow": "tf", "jax": "flax"}
     names = [aliases.get(n, n) for n in names]
@@ -136,7 +137,7 @@ def _frameworks(to: Sequence[str] | str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class _Producer:
+class Producer:
     """Computes tensors on demand, holding a multi-output move's results only until all are used."""
 
     def __init__(self, source: Source, canonical: list[Move]) -> None:
@@ -163,7 +164,7 @@ class _Producer:
         return dict(zip((t[0] for t in move.targets), arrays))[want]
 
 
-def _write(fw: str, plan: Plan, producer: _Producer, out: Path, files, max_shard: int,
+def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard: int,
            extras: bool, progress: Callable[[int], None] | None) -> Output:
     module = FRAMEWORK_MODULES[fw]
     moves = plan.targets[fw]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import flax as fx
-from . import kinds, maps, ops
+from . import dtypes, kinds, maps, ops
 from . import pytorch as pt
 from . import tensorflow as tf
 from .checkpoint import Source
@@ -226,7 +226,7 @@ def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], 
         fits = [k for k, m in trial.items() if m is not None]
         if not fits:
             for leaf, spec in leaves.items():
-                kind = "buffer" if coll == "buffers" or not kinds._is_float(spec[1].name) else "param"
+                kind = "buffer" if coll == "buffers" or not dtypes.is_float(spec[1]) else "param"
                 cname = ".".join(p for p in (cmod, leaf.replace("/", ".")) if p)
                 moves.append(single(full[leaf], spec[0], spec[1], cname, ops.IDENTITY, kind=kind, how="layout", why="copied as is"))
             continue
@@ -240,10 +240,8 @@ def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], 
             return ([(m.op, m.targets) for m in canon], tgt)
 
         decision = _decide(probe, fits, options, signature, names=", ".join(full.values()))
-        chosen = layout.to_canonical(path, decision.kind, leaves, full, source.extras, decision)
-        if chosen is None:
-            raise LayoutError(", ".join(full.values()), f"the tensors do not fit {decision.kind}")
-        moves.extend(chosen)
+        # the probe built these moves already; only who decided (and why) changes
+        moves.extend(replace(m, how=decision.how, why=m.why or decision.why) for m in trial[decision.kind])
         decisions[cmod] = decision
     return moves, decisions
 

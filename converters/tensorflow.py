@@ -87,8 +87,11 @@ def _recurrent(kind: str) -> Recurrent:
         out = {f"{cell}/kernel": reorder_gates(w["weight_ih_l0"], order).T, f"{cell}/recurrent_kernel": reorder_gates(w["weight_hh_l0"], order).T}
         if "bias_ih_l0" in w:
             b_ih, b_hh = reorder_gates(w["bias_ih_l0"], order), reorder_gates(w["bias_hh_l0"], order)
-            out[f"{cell}/bias"] = b_ih + b_hh if kind == "lstm" else np.stack([b_ih, b_hh])
-            out[f"{EXTRA}/bias_ih_l0"], out[f"{EXTRA}/bias_hh_l0"] = w["bias_ih_l0"], w["bias_hh_l0"]
+            if kind == "lstm":
+                out[f"{cell}/bias"] = b_ih + b_hh
+                out[f"{EXTRA}/bias_ih_l0"], out[f"{EXTRA}/bias_hh_l0"] = w["bias_ih_l0"], w["bias_hh_l0"]
+            else:
+                out[f"{cell}/bias"] = np.stack([b_ih, b_hh])
         return out
 
     def canonical_leaves(n):

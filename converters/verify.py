@@ -27,7 +27,7 @@ import numpy as np
 
 from . import dtypes
 from .checkpoint import Source, open_source
-from .convert import GRAPH_NODES, _frameworks, _Producer, convert, plan_for
+from .convert import GRAPH_NODES, parse_frameworks, Producer, convert, plan_for
 from .errors import InputError
 from .moves import EXTRA
 from .verify_models import FactorySource, detect
@@ -52,7 +52,7 @@ class Canonical:
         self.specs = self.plan.canonical_specs
         # The canonical name's native origin names the culprit in the variant's own terms.
         self.native = {n: ", ".join(m.sources) for m in self.plan.canonical for n, _, _ in m.targets}
-        self._producer = _Producer(source, self.plan.canonical)
+        self._producer = Producer(source, self.plan.canonical)
 
     def load(self, name: str) -> np.ndarray:
         return np.asarray(self._producer.canonical_tensor(name))
@@ -304,7 +304,7 @@ def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks
     if not path.is_dir():
         raise InputError(path, "not a folder (give a converted checkpoint folder or a Hub repo id)")
     present = [fw for fw in GRAPH_NODES if _has(path, fw)]
-    fws = _frameworks(frameworks) if frameworks else present
+    fws = parse_frameworks(frameworks) if frameworks else present
     absent = [fw for fw in fws if fw not in present]
     if absent:
         raise InputError(path, f"holds no {', '.join(absent)} weights (found: {', '.join(present) or 'none'})")

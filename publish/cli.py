@@ -10,6 +10,7 @@ import os
 import sys
 
 from tensorferry.converters import cli as convert_cli
+from tensorferry.converters import verify_cli
 from tensorferry.converters.errors import TensorferryError
 
 from .hub import cli as hub_cli
@@ -19,26 +20,14 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tensorferry", description="Move model weights between PyTorch, TensorFlow and Flax "
                                 "layouts and publish them to the Hugging Face Hub.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", metavar="{convert,verify,publish,batch,hub,demo}", required=True)
+    sub = p.add_subparsers(dest="command", metavar="{convert,verify,hub,demo}", required=True)
     convert_cli.add_subparser(sub)
-    for module in _optional("tensorferry.converters.verify_cli", "tensorferry.publish.publish_cli", "tensorferry.publish.batch_cli"):
-        module.add_subparser(sub)
+    verify_cli.add_subparser(sub)
     hub_cli.add_subparser(sub)
     from . import demo
 
     demo.add_subparser(sub)
     return p
-
-
-def _optional(*names: str):
-    import importlib
-
-    for name in names:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
 
 
 def main(argv: list[str] | None = None) -> int:

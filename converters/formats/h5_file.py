@@ -73,7 +73,6 @@ class KerasH5File:
         if "layer_names" not in f.attrs and "layer_names0" not in f.attrs:
             raise InputError(self.path, "HDF5 file without a Keras `layer_names` attribute: not a Keras/transformers weights file")
         self._datasets: dict[str, h5py.Dataset] = {}
-        self.groups: dict[str, str] = {}  # weight name → top-level layer group
         self.sharded = False
         for layer in layer_names:
             obj = f[layer]
@@ -85,12 +84,11 @@ class KerasH5File:
                 if wname not in obj:
                     raise InputError(self.path, f"layer {layer!r} lists weight {wname!r} that is not in the file (truncated or corrupt)")
                 name = wname.removesuffix(":0")
+                # a weight listed under several groups (a head reusing embeddings) is one tensor
                 self._datasets[name] = obj[wname]
-                self.groups[name] = layer
         if TOP_LEVEL in f and TOP_LEVEL not in layer_names:
             for wname in read_attr_list(f[TOP_LEVEL], "weight_names"):
                 self._datasets[wname.removesuffix(":0")] = f[TOP_LEVEL][wname]
-                self.groups[wname.removesuffix(":0")] = TOP_LEVEL
         self.extras = {k: v for k, v in f[EXTRAS_GROUP].items()} if EXTRAS_GROUP in f else {}
 
     def _full(self, key: str) -> str:
