@@ -3,9 +3,9 @@
 A source is read lazily and as one flat name space whatever its sharding; its format is taken
 from file content, never from the file name.
 
->>> src = open_source("fixtures/checkpoints/cnn")                 # doctest: +SKIP
->>> src.framework, len(src.infos)                                  # doctest: +SKIP
-('pt', 14)
+>>> src = open_source("fixtures/checkpoints/cnn")
+>>> src.framework, src.infos["conv.weight"]
+('pt', ((8, 3, 3, 3), dtype('float32')))
 """
 from __future__ import annotations
 
@@ -15,25 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import flax as fx
-from . import pytorch as pt
-from . import tensorflow as tf
+from .constants import CONFIG, EXTRA, FILES, STANDARD, TIES_KEY
 from .errors import InputError
 from .formats.h5_file import KerasH5File
 from .formats.msgpack_file import MsgpackFile
 from .formats.pickle_file import PickleFile
 from .formats.safetensors_file import SafetensorsFile
-from .moves import EXTRA
+from .layouts import tf
 
-# Standard names in a folder: (framework, single file, index) in order of preference.
-STANDARD = [
-    ("pt", pt.FILE, pt.INDEX),
-    ("pt", pt.PICKLE_FILE, pt.PICKLE_INDEX),
-    ("tf", tf.FILE, tf.INDEX),
-    ("flax", fx.FILE, fx.INDEX),
-]
 FORMAT_FRAMEWORK = {"safetensors": "pt", "pickle": "pt", "h5": "tf", "msgpack": "flax"}
-TIES_KEY = "tensorferry.ties"
 
 
 def sniff(path: Path) -> str:
@@ -110,7 +100,7 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
         raise InputError(src, "no such file or folder")
     config_path = None
     if src.is_dir():
-        found = [(fw, src / single, src / index) for fw, single, index in STANDARD if (src / single).exists() or (src / index).exists()]
+        found = [(fw, src / f.single, src / f.index) for fw, f in STANDARD if (src / f.single).exists() or (src / f.index).exists()]
         if framework:
             found = [f for f in found if f[0] == framework]
         kinds = sorted({fw for fw, _, _ in found})
@@ -120,12 +110,12 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
         if len(kinds) > 1:
             raise InputError(src, f"holds weights of several frameworks ({', '.join(kinds)}): pass one file, or choose with --from")
         fw, single, index = found[0]
-        config_path = src / "config.json" if (src / "config.json").exists() else None
+        config_path = src / CONFIG if (src / CONFIG).exists() else None
         files = [index] if index.exists() else [single]
     else:
         files = [src]
-        if (src.parent / "config.json").exists() and src.name in {s for _, s, _ in STANDARD} | {i for _, _, i in STANDARD}:
-            config_path = src.parent / "config.json"
+        if (src.parent / CONFIG).exists() and src.name in {n for _, f in STANDARD for n in f.names}:
+            config_path = src.parent / CONFIG
     config = _read_json(config_path) if config_path else None
     model_name = tf.model_name(config)
     target = files[0]
@@ -142,7 +132,7 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
         for f in files:
             if not f.exists():
                 raise InputError(target, f"shard {f.name} listed in the index is missing")
-        if weight_map and target.name == tf.INDEX:
+        if weight_map and target.name == FILES["tf"].index:
             model_name = next(iter(weight_map)).split("/", 1)[0]
     fmts = {f: sniff(f) for f in files}
     fws = {FORMAT_FRAMEWORK[x] for x in fmts.values()}

@@ -2,8 +2,8 @@
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); add_subparser(p.add_subparsers())
->>> p.parse_args(["convert", "ckpt", "--to", "tf", "--out", "o"]).to
-'tf'
+>>> p.parse_args(["convert", "ckpt", "--to", "tf,jax", "--out", "o"]).to
+'tf,jax'
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import json
 import sys
 
 from .checkpoint import open_source
-from .convert import CANONICAL, GRAPH_NODES, convert, plan_for
+from .constants import CANONICAL, EXTRA, FRAMEWORKS, parse_frameworks
 from .errors import InputError
-from .moves import EXTRA
+from .pipeline import convert, plan_for
 from .plan import Plan
 
 
@@ -24,9 +24,9 @@ def add_subparser(subparsers) -> None:
                               description="SRC is a folder with config.json and one framework's weights under standard "
                                           "names, or one weights file of any name (format read from its content).")
     p.add_argument("src", help="checkpoint folder or weights file")
-    p.add_argument("--to", default=",".join(GRAPH_NODES), help="targets, comma separated: pt,tf,flax (default: all)")
+    p.add_argument("--to", default=",".join(FRAMEWORKS), help="targets, comma separated: pt,tf,flax (default: all)")
     p.add_argument("--out", help="output folder (required unless --explain)")
-    p.add_argument("--from", dest="source_framework", default="auto", choices=["auto", *GRAPH_NODES],
+    p.add_argument("--from", dest="source_framework", default="auto", choices=["auto", *FRAMEWORKS],
                    help="source framework when SRC holds several (default: auto)")
     p.add_argument("--explain", action="store_true", help="print the route and every tensor's mapping, write nothing")
     p.add_argument("--strict", action="store_true", help="refuse to decide any tensor by heuristic")
@@ -53,11 +53,13 @@ def _kinds(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Run ``convert`` with parsed arguments; returns the exit code."""
+    args.to = parse_frameworks(args.to)
     source_fw = None if args.source_framework == "auto" else args.source_framework
     kinds = _kinds(args.kind)
     if args.explain:
         source = open_source(args.src, source_fw)
-        plan = plan_for(source, args.to.split(","), strict=args.strict, kinds=kinds, layout_map=args.layout_map)
+        plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map)
         rows = explain(plan)
         if args.json:
             print(json.dumps(rows, indent=2))
@@ -69,7 +71,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source = open_source(args.src, source_fw)
     bar = _progress(args, source)
     try:
-        result = convert(source, args.out, args.to.split(","), source_framework=source_fw, strict=args.strict,
+        result = convert(source, args.out, args.to, source_framework=source_fw, strict=args.strict,
                          dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
                          extras=args.extras, progress=bar.update if bar else None)
     finally:
@@ -78,9 +80,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     report = result.to_json()
     code = 0
     if args.verify:
-        from .verify import verify_dir
+        from .verify.run import verify_dir
 
-        verification = verify_dir(args.out, reference=args.src, frameworks=args.to.split(","))
+        verification = verify_dir(args.out, reference=args.src, frameworks=args.to)
         report["verification"] = verification.to_json()
         code = 0 if verification.passed else 3
     if args.json:
@@ -103,7 +105,7 @@ def _progress(args: argparse.Namespace, source):
         from tqdm import tqdm
     except ImportError:
         return None
-    total = source.nbytes * len([t for t in args.to.split(",") if t.strip()])
+    total = source.nbytes * len(args.to)
     return tqdm(total=total, unit="B", unit_scale=True, desc="converting", file=sys.stderr, disable=None, leave=False)
 
 

@@ -19,10 +19,6 @@ import numpy as np
 from . import ops
 from .dtypes import same_bits
 
-# Side data (exact LSTM/GRU biases, BatchNorm counters) lives under this name in TF and Flax
-# files; Keras and Flax loaders ignore it, and it makes every round trip bit-exact.
-EXTRA = "__tensorferry__"
-
 Spec = tuple[str, tuple[int, ...], np.dtype]
 
 

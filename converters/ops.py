@@ -37,8 +37,6 @@ _STEP = re.compile(r"^([a-z]+|T)(?:\(([-\d, ]*)\))?$")
 class Step:
     name: str
     args: tuple[int, ...] = ()
-    # split's inverse needs nothing more; merge's inverse needs the size it merged.
-    known: tuple[int, ...] = ()
 
     def __str__(self) -> str:
         if self.name == "T":
@@ -98,10 +96,6 @@ class Op:
     def __str__(self) -> str:
         return "|".join(map(str, self.steps)) or "identity"
 
-    @property
-    def is_identity(self) -> bool:
-        return not self.steps
-
     def shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape after the op, e.g. ``parse("T").shape((2, 3)) == (3, 2)``."""
         for step in self.steps:
@@ -136,10 +130,6 @@ class Op:
             elif step.name == "unsqueeze":
                 inv.append(Step("squeeze", step.args))
         return Op(tuple(inv))
-
-    def then(self, other: "Op") -> "Op":
-        """This op followed by ``other``."""
-        return Op(self.steps + other.steps)
 
 
 IDENTITY = Op()

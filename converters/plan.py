@@ -4,9 +4,9 @@ The plan decides every module's kind (see ``kinds``), names every output tensor 
 knows every output shape before a byte of tensor data is read; ``--explain`` prints it and the
 writers stream it.
 
->>> from tensorferry.converters.checkpoint import open_source        # doctest: +SKIP
->>> p = build(open_source("fixtures/checkpoints/cnn"), ["tf"])         # doctest: +SKIP
->>> p.targets["tf"][0][0].op                                           # doctest: +SKIP
+>>> from tensorferry.converters.checkpoint import open_source
+>>> p = build(open_source("fixtures/checkpoints/cnn"), Options(["tf"]))
+>>> {m.sources[0]: m.op for m, _ in p.targets["tf"]}["conv.weight"]
 'perm(2,3,1,0)'
 """
 from __future__ import annotations
@@ -17,18 +17,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from . import flax as fx
-from . import dtypes, kinds, maps, ops
-from . import pytorch as pt
-from . import tensorflow as tf
+from . import dtypes, kinds, ops
 from .checkpoint import Source
+from .constants import EXTRA
 from .errors import LayoutError
 from .kinds import Decision, Module
-from .layout import PARAMS, Layout
-from .moves import EXTRA, Move, single
-
-LAYOUTS: dict[str, Layout] = {"pt": pt.LAYOUT, "tf": tf.LAYOUT, "flax": fx.LAYOUT}
-FRAMEWORK_MODULES = {"pt": pt, "tf": tf, "flax": fx}
+from .layouts import LAYOUTS, PARAMS
+from .layouts import flax as fx
+from .layouts import tf
+from .maps import transformers as tx_maps
+from .moves import Move, single
 
 
 @dataclass
@@ -39,7 +37,6 @@ class Options:
     kind_map: dict[str, str] | None = None  # from a layout map: regex on module name → kind
     structure: dict[str, str] | None = None  # from a model the caller gave: regex → kind
     strict: bool = False
-    tf_model_name: str | None = None
     cast: np.dtype | None = None  # --dtype: applied to canonical tensors, before any layout op
     order: list[str] | None = None  # module regexes in model order (map "order" / structure)
 
@@ -67,7 +64,7 @@ class Plan:
 
 def build(source: Source, options: Options) -> Plan:
     """Plan source → canonical → every target in ``options.targets``."""
-    arch = None if options.kind_map else maps.find_map(source.config)
+    arch = None if options.kind_map else tx_maps.find_map(source.config)
     if arch is not None:
         return _build_from_map(source, options, arch)
     if source.framework == "pt":
@@ -85,16 +82,14 @@ def build(source: Source, options: Options) -> Plan:
         fits = kinds.candidates(module)
         if prior is None or prior.kind not in fits:
             decisions[name] = _decide(module, fits, options, lambda k, m=module: _target_signature(m, k, specs, options))
-    plan = Plan(source, canonical, decisions, tf_model_name=options.tf_model_name or tf.model_name(source.config))
+    plan = Plan(source, canonical, decisions, tf_model_name=tf.model_name(source.config))
     for fw in options.targets:
         plan.targets[fw] = _from_canonical(fw, modules, decisions, specs, plan.tf_model_name)
     return plan
 
 
 def _cast(move: Move, dtype: np.dtype) -> Move:
-    from .dtypes import is_float
-
-    want = tuple(dtype if is_float(d) else d for _, _, d in move.targets)
+    want = tuple(dtype if dtypes.is_float(d) else d for _, _, d in move.targets)
     if want == tuple(d for _, _, d in move.targets):
         return move
 
@@ -251,7 +246,7 @@ def _native_kinds(layout: Layout) -> list[str]:
 
 
 # transformers architectures: every tensor's name and op come from the generated map ------------
-def _build_from_map(source: Source, options: Options, arch: "maps.ArchitectureMap") -> Plan:
+def _build_from_map(source: Source, options: Options, arch: "tx_maps.ArchitectureMap") -> Plan:
     how, why = "map", f"transformers {arch.model_type} layout map"
 
     def moves(pairs: dict, specs: dict) -> list[Move]:
@@ -263,8 +258,10 @@ def _build_from_map(source: Source, options: Options, arch: "maps.ArchitectureMa
     if source.framework == "pt":
         canonical = _identity(source)
     else:
+        # The file may be another architecture of this model_type (a head checkpoint under a base config).
         specs = {n: (s, d.name) for n, (s, d) in source.infos.items()}
-        canonical = moves(arch.to_canonical(source.framework, specs), source.infos)
+        arch, pairs = arch.for_native(source.framework, specs)
+        canonical = moves(pairs, source.infos)
         made = {name for m in canonical for name, _, _ in m.targets}
         canonical += [single(f"{EXTRA}/{n}", s, d, n, ops.IDENTITY, kind="map", how=how, why="restored from side data")
                       for n, (s, d) in source.extras.items() if n not in made]
@@ -275,12 +272,13 @@ def _build_from_map(source: Source, options: Options, arch: "maps.ArchitectureMa
     for fw in options.targets:
         if fw == "pt":
             plan.targets[fw] = [(single(n, s, d, n, ops.IDENTITY, kind="map", how=how, why=why), PARAMS) for n, (s, d) in cspecs.items()]
-        else:
-            pairs = arch.from_canonical(fw, {n: (s, d.name) for n, (s, d) in cspecs.items()})
-            plan.targets[fw] = [(m, PARAMS) for m in moves(pairs, cspecs)]
-            if fw == "tf":  # PyTorch-only tensors (position_ids…) ride in the h5 group Keras never reads
-                plan.targets[fw] += [(single(n, *cspecs[n], f"{EXTRA}/{n}", ops.IDENTITY, kind="map", how=how, why="PyTorch only: side data"), PARAMS)
-                                     for n, target in pairs.items() if target is None]
-    plan.tf_model_name = arch.tf_model_name or plan.tf_model_name
-    plan.tf_layers, plan.tf_groups = list(arch.tf_layers), arch.tf_groups
+            continue
+        target_map, pairs = arch.for_canonical(fw, {n: (s, d.name) for n, (s, d) in cspecs.items()})
+        plan.targets[fw] = [(m, PARAMS) for m in moves(pairs, cspecs)]
+        if fw == "tf":  # PyTorch-only tensors (position_ids…) ride in the h5 group Keras never reads
+            plan.targets[fw] += [(single(n, *cspecs[n], f"{EXTRA}/{n}", ops.IDENTITY, kind="map", how=how, why="PyTorch only: side data"), PARAMS)
+                                 for n, target in pairs.items() if target is None]
+            # The h5 file describes the architecture that placed the tensors.
+            plan.tf_model_name = target_map.tf_model_name or plan.tf_model_name
+            plan.tf_layers, plan.tf_groups = list(target_map.tf_layers), target_map.tf_groups
     return plan

@@ -1,36 +1,49 @@
-"""The ``tensorferry`` command line: convert, verify, publish, batch and hub.
+"""The ``tensorferry`` command line: one table of commands, each registered by the module that runs it.
 
 Errors are typed (``tensorferry.converters.errors``); each class has its exit code: 0 ok,
 1 internal error, 2 bad input, 3 verification mismatch, 4 Hub error.
+
+>>> parser().parse_args(["convert", "ckpt", "--out", "o"]).command
+'convert'
+>>> sorted(COMMANDS)
+['convert', 'demo', 'hub', 'verify']
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 from tensorferry.converters import cli as convert_cli
-from tensorferry.converters import verify_cli
 from tensorferry.converters.errors import TensorferryError
+from tensorferry.converters.verify import cli as verify_cli
 
+from . import demo, hub_io
 from .hub import cli as hub_cli
+
+# command → function registering it on the subparsers (in the order `--help` lists them)
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction], object]] = {
+    "convert": convert_cli.add_subparser,
+    "verify": lambda sub: verify_cli.add_subparser(sub, hub_io.resolve_args, hub_io.add_download_options),
+    "hub": hub_cli.add_subparser,
+    "demo": demo.add_subparser,
+}
 
 
 def parser() -> argparse.ArgumentParser:
+    """The whole command line."""
     p = argparse.ArgumentParser(prog="tensorferry", description="Move model weights between PyTorch, TensorFlow and Flax "
                                 "layouts and publish them to the Hugging Face Hub.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", metavar="{convert,verify,hub,demo}", required=True)
-    convert_cli.add_subparser(sub)
-    verify_cli.add_subparser(sub)
-    hub_cli.add_subparser(sub)
-    from . import demo
-
-    demo.add_subparser(sub)
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", required=True)
+    for register in COMMANDS.values():
+        register(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parser().parse_args(argv)
     try:

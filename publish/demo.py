@@ -13,7 +13,7 @@ from pathlib import Path
 import importlib.util
 
 from tensorferry.converters import convert
-from tensorferry.converters.verify import verify_dir
+from tensorferry.converters.verify.run import verify_dir
 from tensorferry.fixtures import FAMILIES, checkpoint_dir
 
 # Functional checks need each framework's library; conversion and the weights check need none.

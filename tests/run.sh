@@ -9,5 +9,5 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
 bash tests/hub/setup_browser.sh                         # Debian chromium + chromedriver, once
-.venv/bin/python -m tensorferry.converters.mapgen setup  # second env: transformers 4.57.6 (idempotent)
+.venv/bin/python -m tensorferry.converters.maps.mapgen setup  # second env: transformers 4.57.6 (idempotent)
 exec .venv/bin/python -m pytest "$@"

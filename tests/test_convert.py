@@ -117,7 +117,7 @@ def test_pickle_source_with_tied_weights(tmp_path):
     assert state["lm_head.weight"].data_ptr() == state["embeddings.word_embeddings.weight"].data_ptr()
     torch.save(state, tmp_path / "weights.pth")  # any name: the format comes from the content
     result = convert(tmp_path / "weights.pth", tmp_path / "out", to=["pt", "tf", "flax"],
-                     layout_map="converters/maps/kinds/tensorferry-tiny-transformer.json")
+                     layout_map="converters/maps/data/kinds/tensorferry-tiny-transformer.json")
     out = open_source(tmp_path / "out" / "model.safetensors")
     assert out.ties == {"lm_head.weight": "embeddings.word_embeddings.weight"}
     assert "lm_head.weight" not in out.infos  # written once

@@ -22,4 +22,6 @@ def test_data_files_are_shipped():
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     patterns = {pkg: pats for pkg, pats in data.items()}
     assert "checkpoints/*/*.safetensors" in patterns["tensorferry.fixtures"]
-    assert any(list((ROOT / "converters").glob(p)) for p in patterns["tensorferry.converters"] if "kinds" in p)
+    maps = ROOT / "converters" / "maps"
+    for kind in ("kinds", "transformers"):
+        assert any(list(maps.glob(p)) for p in patterns["tensorferry.converters.maps"] if kind in p), kind

@@ -300,7 +300,7 @@ def test_bad_input_and_mismatch_exit_codes(converted, tmp_path, capsys) -> None:
 
 
 def test_worker_crash_is_reported_not_raised(converted, tmp_path, monkeypatch) -> None:
-    import tensorferry.converters.verify_models as vm
+    import tensorferry.converters.verify.models as vm
 
     monkeypatch.setattr(vm.FactorySource, "python", lambda self, fw, options: str(tmp_path / "no-such-python"))
     v = verify_dir(converted["cnn"], frameworks=["tf"], report_dir=tmp_path / "rep")
@@ -319,7 +319,8 @@ def test_compare_outputs_tolerance_rules() -> None:
 
 # Hub repo id ----------------------------------------------------------------------------------
 def test_verify_a_repo_on_the_local_hub_by_id(converted, tmp_path, monkeypatch, capsys) -> None:
-    from tensorferry.publish.hub import LocalHub, create_token, hub_api
+    from tensorferry.publish.hub import LocalHub, create_token
+    from tensorferry.publish.hub_io import hub_api
 
     with LocalHub(tmp_path / "hub-data") as hub:
         token = create_token(hub.data_dir, "alice")

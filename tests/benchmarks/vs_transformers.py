@@ -65,13 +65,13 @@ def tensorferry_cmd(src: Path, out: Path) -> list[str]:
     cli = Path(sys.executable).parent / "tensorferry"
     if cli.exists():
         return [str(cli), "convert", str(src), "--to", "tf,flax", "--out", str(out)]
-    code = ("import sys; from tensorferry.converters.convert import convert; "
+    code = ("import sys; from tensorferry.converters import convert; "
             "convert(sys.argv[1], sys.argv[2], to=['tf', 'flax'])")
     return [sys.executable, "-c", code, str(src), str(out)]
 
 
 def run(work: Path) -> list[dict]:
-    from tensorferry.converters.mapgen import env
+    from tensorferry.converters import envs as env
 
     python = str(env.setup(quiet=True))
     tx_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu", TF_USE_LEGACY_KERAS="1",

@@ -17,7 +17,8 @@ from typing import Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 from .hub_helpers import unique  # noqa: E402
-from tensorferry.publish.hub import LocalHub, create_token, disable_xet_for  # noqa: E402
+from tensorferry.publish.hub import LocalHub, create_token  # noqa: E402
+from tensorferry.publish.hub_io import disable_xet_for  # noqa: E402
 
 
 @dataclass

@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 
-from tensorferry.publish.hub import create_token, disable_xet_for, is_official_hub
+from tensorferry.publish.hub import create_token
+from tensorferry.publish.hub_io import disable_xet_for, is_official_hub
 
 SCRIPT = """
 import os, sys, time
 from huggingface_hub import HfApi
-from tensorferry.publish.hub import disable_xet_for
+from tensorferry.publish.hub_io import disable_xet_for
 url, token = sys.argv[1], sys.argv[2]
 api = HfApi(endpoint=url, token=token)
 api.create_repo("xetuser/x", exist_ok=True)

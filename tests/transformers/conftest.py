@@ -1,7 +1,7 @@
 """Fixtures for the transformers round trips.
 
 transformers 4.57.6 cannot share the project's environment (it needs huggingface_hub<1.0), so the
-`tx_env` fixture creates the second environment with `python -m tensorferry.converters.mapgen setup`
+`tx_env` fixture creates the second environment with `python -m tensorferry.converters.maps.mapgen setup`
 (idempotent: a ready environment is reused, a half-made one is rebuilt) and the tests call
 `tx_helper.py` inside it.  tensorferry's own conversions run here, in the project environment.
 """
@@ -20,7 +20,7 @@ HELPER = Path(__file__).with_name("tx_helper.py")
 @pytest.fixture(scope="session")
 def tx_python() -> Path:
     """The transformers 4.57.6 environment's python, created on first use (several minutes once)."""
-    from tensorferry.converters.mapgen import env
+    from tensorferry.converters import envs as env
 
     return env.setup(quiet=True)
 
@@ -33,7 +33,7 @@ def tx_run(tx_python: Path):
 
 def run_helper(tx_python: Path, command: str, spec: dict, tmp: Path, timeout: int = 900) -> dict:
     """Run ``tx_helper.py COMMAND`` in the second environment; its last stdout line is JSON."""
-    from tensorferry.converters.mapgen import env
+    from tensorferry.converters import envs as env
 
     spec_file = tmp / f"{command}-spec.json"
     spec_file.write_text(json.dumps(spec))
@@ -55,7 +55,7 @@ def tiny_models(tx_python: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def converted(tiny_models: Path, tmp_path_factory) -> Path:
     """tensorferry's TF and Flax conversions of each tiny PT model (project environment, public API)."""
-    from tensorferry.converters.convert import convert
+    from tensorferry.converters import convert
 
     out = tmp_path_factory.mktemp("tf-converted")
     for case in case_dicts():

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tensorferry.converters import maps
+from tensorferry.converters.maps import transformers as maps
 from tensorferry.converters.errors import LayoutError
-from tensorferry.converters.mapgen.match import find_op, generalise, reshape_op
+from tensorferry.converters.maps.mapgen.match import find_op, generalise, reshape_op
 from tensorferry.converters.ops import parse
 
 F32 = "F32"
@@ -88,10 +88,11 @@ def test_to_canonical_inverts_from_canonical() -> None:
 
 
 def test_head_checkpoint_under_base_config_switches_architecture() -> None:
-    m = _bert()
-    out = m.to_canonical("tf", {"tf_bert_for_masked_lm/mlm___cls/predictions/bias": ((99,), F32),
-                                "tf_bert_for_masked_lm/bert/pooler/dense/bias": ((32,), F32)})
+    base = _bert()
+    m, out = base.for_native("tf", {"tf_bert_for_masked_lm/mlm___cls/predictions/bias": ((99,), F32),
+                                    "tf_bert_for_masked_lm/bert/pooler/dense/bias": ((32,), F32)})
     assert m.architecture != "BertModel"
+    assert base.architecture == "BertModel"  # the configured map is left as it was
     assert {v[0] for v in out.values()} >= {"cls.predictions.bias"}
 
 

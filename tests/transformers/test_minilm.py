@@ -15,7 +15,7 @@ TOLERANCE = 5e-5
 
 
 def test_minilm_to_tf_flax_and_back(tx_run, tmp_path: Path) -> None:
-    from tensorferry.converters.convert import convert
+    from tensorferry.converters import convert
 
     src = Path(tx_run("model_dir", {}, tmp_path)["model_dir"])
     out = tmp_path / "converted"

@@ -41,7 +41,7 @@ def _pytorch_only(config: Path, keys: set[str]) -> set[str]:
     """Keys the map says have neither a TF nor a Flax counterpart (e.g. ``num_batches_tracked``)."""
     import json
 
-    from tensorferry.converters.maps import find_map
+    from tensorferry.converters.maps.transformers import find_map
 
     m = find_map(json.loads(config.read_text()))
     tf = m.from_canonical("tf", {k: ((1,), "F32") for k in keys}) if "tf" in m.frameworks else {}
@@ -62,7 +62,7 @@ def _assert_same_safetensors(got: Path, want: Path) -> None:
 
 @pytest.mark.parametrize(("case", "framework"), [(c, "tf") for c in _TF_IDS] + [(c, "flax") for c in _FLAX_IDS])
 def test_transformers_files_back_to_pytorch(tiny_models: Path, tmp_path: Path, case: str, framework: str) -> None:
-    from tensorferry.converters.convert import convert
+    from tensorferry.converters import convert
 
     src = tiny_models / case / f"tx_{framework}"
     convert(src, tmp_path, to=["pt"])
@@ -74,7 +74,7 @@ def test_tf_to_flax_matches_transformers(tiny_models: Path, tmp_path: Path, case
     """TF ↔ Flax directly: transformers' own TF file becomes its own Flax file, leaf for leaf."""
     from flax.serialization import msgpack_restore
 
-    from tensorferry.converters.convert import convert
+    from tensorferry.converters import convert
 
     convert(tiny_models / case / "tx_tf", tmp_path, to=["flax"])
     mine = msgpack_restore((tmp_path / "flax_model.msgpack").read_bytes())

@@ -50,7 +50,7 @@ def make(spec: dict) -> dict:
     import torch
     import transformers
 
-    from tensorferry.converters.mapgen.build import FROM_BIN, tiny_config
+    from tensorferry.converters.maps.mapgen.build import FROM_BIN, tiny_config
 
     out = {}
     for case in spec["cases"]:

@@ -1,23 +1,16 @@
 """PyTorch: the canonical layout, ``model.safetensors`` (and read-only ``pytorch_model.bin``).
 
-Canonical names and axis orders are PyTorch's own, so every table row is the identity: the
-layout knowledge here is which files hold PyTorch weights.
+Canonical names and axis orders are PyTorch's own, so every table row is the identity.
 
 >>> LAYOUT.native_name("encoder.layer.0.query", "weight")
 'encoder.layer.0.query.weight'
 """
 from __future__ import annotations
 
-from .kinds import KINDS
-from .layout import BUFFERS, STATS, Layout, Leaf
+from ..kinds import KINDS
+from .base import BUFFERS, STATS, Layout, Leaf
 
 NAME = "pt"
-FILE = "model.safetensors"
-INDEX = "model.safetensors.index.json"
-SHARD = "model-{i:05d}-of-{n:05d}.safetensors"
-# Read-only names: pickles are never written.
-PICKLE_FILE = "pytorch_model.bin"
-PICKLE_INDEX = "pytorch_model.bin.index.json"
 CAN_HOLD = None  # safetensors holds every dtype tensorferry reads
 WHY_NOT = ""
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .dtypes import same_bits
-from .kinds import Decision
-from .layout import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
-from .moves import EXTRA, exact_sum
+from .. import ops
+from ..dtypes import same_bits
+from ..kinds import Decision
+from .base import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
+from ..constants import EXTRA
+from ..moves import exact_sum
 
 NAME = "flax"
-FILE = "flax_model.msgpack"
-INDEX = "flax_model.msgpack.index.json"
-SHARD = "flax_model-{i:05d}-of-{n:05d}.msgpack"
 COLLECTIONS = (PARAMS, STATS, BUFFERS)
 CAN_HOLD = None  # msgpack stores any numpy/ml_dtypes dtype by name, bfloat16 included
 WHY_NOT = ""

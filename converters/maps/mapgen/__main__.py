@@ -1,8 +1,8 @@
-"""``python -m tensorferry.converters.mapgen {setup,generate}``: see the package docstring.
+"""``python -m tensorferry.converters.maps.mapgen {setup,generate}``: see the package docstring.
 
 ``generate`` re-executes itself with the transformers environment's python (creating it first), runs
 one worker process per model_type (fresh TF/JAX state each, a crash costs one family), and rewrites
-``converters/maps/transformers/*.json`` plus the coverage tables of ``docs/transformers.md``.
+``converters/maps/data/transformers/*.json`` plus the coverage tables of ``docs/transformers.md``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import env
+from ... import envs as env
+from ..transformers import MAPS_DIR
 
 
 def _inside_env() -> bool:
@@ -29,14 +30,14 @@ def _inside_env() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point, e.g. ``main(["generate", "--only", "bert,gpt2"])``."""
-    ap = argparse.ArgumentParser(prog="python -m tensorferry.converters.mapgen")
+    ap = argparse.ArgumentParser(prog="python -m tensorferry.converters.maps.mapgen")
     sub = ap.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("setup", help="create the transformers 4.57.6 environment (idempotent)")
     s.add_argument("--force", action="store_true", help="rebuild even if it is ready")
-    g = sub.add_parser("generate", help="rebuild converters/maps/transformers/*.json")
+    g = sub.add_parser("generate", help="rebuild converters/maps/data/transformers/*.json")
     g.add_argument("--only", default="", help="comma-separated model_types (default: all)")
     g.add_argument("--jobs", type=int, default=2)
-    g.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "maps" / "transformers")
+    g.add_argument("--out", type=Path, default=MAPS_DIR)
     w = sub.add_parser("_record", help=argparse.SUPPRESS)
     w.add_argument("model_type")
     w.add_argument("result", type=Path)
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not _inside_env():
         # Re-exec in the second environment: transformers 4.x cannot live in the project's.
-        return env.run_in_env(["-m", "tensorferry.converters.mapgen", *(argv if argv is not None else sys.argv[1:])]).returncode
+        return env.run_in_env(["-m", "tensorferry.converters.maps.mapgen", *(argv if argv is not None else sys.argv[1:])]).returncode
     if args.cmd == "_record":
         return _record(args.model_type, args.result)
     return _generate(args.only, args.jobs, args.out)
@@ -82,7 +83,7 @@ def _generate(only: str, jobs: int, out: Path) -> int:
             return model_type, None, NOT_BUILDABLE[model_type]
         res = tmp / f"{model_type}.json"
         t = time.time()
-        p = subprocess.run([sys.executable, "-m", "tensorferry.converters.mapgen", "_record", model_type, str(res)],
+        p = subprocess.run([sys.executable, "-m", "tensorferry.converters.maps.mapgen", "_record", model_type, str(res)],
                            capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         (tmp / f"{model_type}.log").write_text(p.stdout + p.stderr)
         print(f"{model_type}: exit {p.returncode} in {time.time() - t:.0f}s", flush=True)

@@ -1,14 +1,24 @@
-"""The transformers 4.57.6 environment: where it lives, how it is made, how to run inside it.
+"""Second Pythons: the transformers 4.57.6 environment, and running tensorferry code inside any Python.
+
+transformers 4.57.6 (the last with TF and Flax classes) needs ``huggingface_hub<1.0``, so it cannot
+live in the project's environment.  ``setup`` makes one; any other Python that has transformers
+works too (``TENSORFERRY_TRANSFORMERS_PYTHON`` or ``--transformers-python``).  tensorferry is never
+installed there: ``python_path`` gives such a Python the package's own source on ``PYTHONPATH``.
 
 >>> str(env_python()).endswith("bin/python")
+True
+>>> (python_path() / "tensorferry" / "converters" / "constants.py").is_file()
 True
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 TRANSFORMERS_VERSION = "4.57.6"
@@ -34,9 +44,26 @@ ENV_VAR = "TENSORFERRY_TRANSFORMERS_PYTHON"
 _MARKER = ".tensorferry-complete"
 
 
-def project_root() -> Path:
-    """The checkout that holds ``converters/`` (installed editable into the second environment)."""
-    return Path(__file__).resolve().parents[2]
+@functools.cache
+def python_path() -> Path:
+    """A folder where ``import tensorferry.converters`` finds this very package, for ``PYTHONPATH``.
+
+    The package's folders are mapped into the ``tensorferry`` namespace at install time
+    (``converters/`` → ``tensorferry.converters``), so the folder holds ``tensorferry/converters``,
+    a link to this package.  It lives as long as this process.
+    """
+    root = Path(tempfile.mkdtemp(prefix="tensorferry-path-"))
+    atexit.register(shutil.rmtree, root, True)
+    (root / "tensorferry").mkdir()
+    (root / "tensorferry" / "converters").symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+    return root
+
+
+def child_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment variables for a child Python that must import tensorferry without having it installed."""
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(python_path()), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def env_dir() -> Path:
@@ -52,20 +79,20 @@ def env_python() -> Path:
 
 
 def is_ready(python: Path | None = None) -> bool:
-    """True when the environment exists and transformers plus tensorferry import in it."""
+    """True when the environment exists and imports transformers 4.57.6."""
     python = python or env_python()
     if not python.exists():
         return False
     if os.environ.get(ENV_VAR) is None and not (env_dir() / _MARKER).exists():
         return False
-    probe = "import transformers, tensorferry.converters.ops; assert transformers.__version__ == %r" % TRANSFORMERS_VERSION
+    probe = "import transformers; assert transformers.__version__ == %r" % TRANSFORMERS_VERSION
     return subprocess.run([str(python), "-c", probe], capture_output=True).returncode == 0
 
 
 def setup(force: bool = False, quiet: bool = False) -> Path:
     """Create the environment unless it is ready; return its python.
 
-    Example: ``python -m tensorferry.converters.mapgen setup``.
+    Example: ``python -m tensorferry.converters.maps.mapgen setup``.
     """
     if os.environ.get(ENV_VAR):
         python = env_python()
@@ -83,7 +110,6 @@ def setup(force: bool = False, quiet: bool = False) -> Path:
     subprocess.run([base_python, "-m", "venv", str(tmp)], check=True)
     pip = [str(tmp / "bin" / "python"), "-m", "pip", "install"] + (["-q"] if quiet else [])
     subprocess.run(pip + REQUIREMENTS, check=True)
-    subprocess.run(pip + ["--no-deps", "-e", str(project_root())], check=True)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     # venv scripts hard-code their path; the interpreter itself does not, so use `python -m pip` later.
@@ -100,9 +126,9 @@ def _base_python() -> str:
 
 
 def run_in_env(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    """Run ``python ARGS`` in the second environment, creating it first if needed."""
+    """Run ``python ARGS`` in the second environment (tensorferry importable), creating it first if needed."""
     python = setup(quiet=True)
-    env = dict(os.environ, **kwargs.pop("env", {}))
+    env = child_env(dict(os.environ, **kwargs.pop("env", {})))
     # Tiny models: keep TF and JAX off accelerators and quiet.
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("JAX_PLATFORMS", "cpu")

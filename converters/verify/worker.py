@@ -1,8 +1,8 @@
 """One framework's side of functional verification, run in its own process.
 
-    python -m tensorferry.converters.verify_worker SPEC.json
+    python -m tensorferry.converters.verify.worker SPEC.json
 
-SPEC names the framework, the model source (``verify_models``), the config, an inputs ``.npz``
+SPEC names the framework, the model source (``models``), the config, an inputs ``.npz``
 and the jobs: checkpoint folders to load and run.  For each job the worker writes
 ``OUT/<job>.npz`` (outputs, PyTorch layout, float32); then ``OUT/result.json`` with the versions
 used and, per job, the load report or the error.  One process per framework keeps TF's and
@@ -11,9 +11,14 @@ JAX's memory apart, and a crash here becomes a failed entry in the parent's repo
 It imports only numpy, the framework and what the model source needs, so it also runs in the
 transformers environment.
 
->>> import json, tempfile, pathlib                                            # doctest: +SKIP
+>>> import tempfile, pathlib
+>>> from tensorferry.fixtures import cnn
+>>> out = pathlib.Path(tempfile.mkdtemp())
 >>> spec = {"framework": "pt", "source": {"kind": "factory", "factories": {"pt": "tensorferry.fixtures.cnn:torch_model"}},
-...         "config": {...}, "inputs": "in.npz", "make_inputs": 0, "jobs": [{"name": "pt", "path": "ckpt"}], "out": "out"}
+...         "config": cnn.CONFIG, "inputs": str(out / "in.npz"), "make_inputs": 0,
+...         "jobs": [{"name": "pt", "path": "fixtures/checkpoints/cnn"}], "out": str(out)}
+>>> run(spec)["jobs"]["pt"]["outputs"]
+['output']
 """
 from __future__ import annotations
 
@@ -38,11 +43,11 @@ def _quiet() -> None:
 
 def run(spec: dict) -> dict:
     """Do every job of SPEC; return (and write) the result record."""
-    from tensorferry.converters import verify_models
+    from tensorferry.converters.verify import models
 
     framework, out = spec["framework"], Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
-    source = verify_models.from_json(spec["source"])
+    source = models.from_json(spec["source"])
     config = spec.get("config") or {}
     result: dict = {"framework": framework, "jobs": {}}
     if spec.get("make_inputs") is not None:

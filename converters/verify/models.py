@@ -8,10 +8,12 @@ no framework at import time (it also runs in the transformers environment).
 
 * ``factory``: the user's classes, ``module:factory`` per framework; the module may also give
   ``run_<fw>`` (or ``run_torch``/``run_keras``/``run_flax``) and ``example_inputs(seed)``.
-  The fixture twins are such modules and are picked automatically by ``model_type``.
 * ``transformers``: transformers 4.57.6 classes from ``config.json`` ``architectures``
   (``TF``/``Flax`` prefixes), run with the transformers environment's Python.
-* more (the publishing mixins) register with ``register`` and an entry in ``DETECTORS``.
+
+Other packages offer factories for their own models through the entry-point group
+``tensorferry.model_factories``: a function ``(config) -> {framework: "module:factory"} | None``.
+The fixture twins are found that way (see ``pyproject.toml``), so this package never imports them.
 
 >>> src = FactorySource({"pt": "tensorferry.fixtures.cnn:torch_model"})
 >>> from_json(src.to_json()) == src
@@ -25,6 +27,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +35,7 @@ import numpy as np
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # The names the fixture twins (and many users) already use for framework-specific runners.
 RUN_ALIASES = {"pt": ("run_pt", "run_torch"), "tf": ("run_tf", "run_keras"), "flax": ("run_flax",)}
-EXTRA = "__tensorferry__"  # side-data key in TF/Flax files (mirrors moves.EXTRA without importing it)
+ENTRY_POINTS = "tensorferry.model_factories"
 
 SOURCES: dict[str, type] = {}
 DETECTORS: list[Callable[[dict, dict], Any]] = []  # (config, options) -> ModelSource | None, first hit wins
@@ -165,17 +168,21 @@ class FactorySource:
         module, factory = _import(self.factories[framework])
         run = next((getattr(module, n) for n in RUN_ALIASES[framework] if hasattr(module, n)), None)
         if framework == "pt":
+            from ..frameworks.torch import load_state
+
             model = factory(config)
-            report = _load_torch(model, path)
+            report = load_state(model, path)
             return (lambda x: outputs_of(run(model, x))) if run else _torch_runner(model), report
         if framework == "tf":
-            from .tensorflow import load_weights
+            from ..frameworks.keras import load_weights
 
             model = factory(config)
             report = load_weights(model, path, strict=True)
             return (lambda x: outputs_of(run(model, x))) if run else _keras_runner(model), report
+        from ..frameworks.flax import load_variables
+
         flax_module, template = factory(config)
-        variables, report = _load_flax(template, path)
+        variables, report = load_variables(template, path)
         if run:
             return (lambda x: outputs_of(run(flax_module, variables, x))), report
         return (lambda x: outputs_of(flax_module.apply(variables, **x))), report
@@ -195,67 +202,6 @@ def _keras_runner(model) -> Runner:
         inputs = _accepted(model.call, inputs)
         return outputs_of(model(next(iter(inputs.values())) if len(inputs) == 1 else inputs, training=False))
     return run
-
-
-def _to_torch(arr: np.ndarray):
-    import torch
-
-    if arr.dtype.name == "bfloat16":  # torch cannot take ml_dtypes' bfloat16 directly
-        return torch.from_numpy(np.ascontiguousarray(arr).view(np.uint16)).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(arr))
-
-
-def _load_torch(model, path: str) -> dict:
-    """Strict by name, except parameters tied to a loaded one (written once, as transformers does)."""
-    from .checkpoint import open_source
-
-    source = open_source(path, "pt")
-    state = {n: _to_torch(source.load(n)) for n in source.infos}
-    result = model.load_state_dict(state, strict=False)
-    tensors = dict(model.named_parameters(remove_duplicate=False)) | dict(model.named_buffers(remove_duplicate=False))
-    loaded_ptrs = {tensors[n].data_ptr() for n in state if n in tensors}
-    missing = [n for n in result.missing_keys if tensors[n].data_ptr() not in loaded_ptrs and n not in source.ties]
-    report = {"missing": missing, "unexpected": list(result.unexpected_keys)}
-    if missing or report["unexpected"]:
-        raise ValueError(f"{path}: does not match the model: missing {missing[:8]}, unexpected {report['unexpected'][:8]}")
-    model.eval()
-    return report
-
-
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in tree.items():
-        p = f"{prefix}/{k}" if prefix else str(k)
-        out.update(_flat(v, p) if hasattr(v, "items") else {p: v})
-    return out
-
-
-def _load_flax(template: dict, path: str) -> tuple[dict, dict]:
-    """Restore a flax checkpoint into the template's structure, checking keys and shapes (from_bytes does not)."""
-    from flax.serialization import from_state_dict
-
-    from .checkpoint import open_source
-
-    source = open_source(path, "flax")
-    names = [n for n in source.infos if not n.startswith(EXTRA + "/")]
-    # transformers' rule: a bare params tree when the model has only params, else one key per collection.
-    wrapped = any(n.startswith("params/") for n in names) and {n.split("/", 1)[0] for n in names} <= set(template) | {"params"}
-    have = {(n if wrapped else "params/" + n): n for n in names}
-    want = {k: tuple(np.shape(v)) for k, v in _flat(dict(template)).items()}
-    missing = sorted(set(want) - set(have))
-    unexpected = sorted(set(have) - set(want))
-    shapes = [f"{k} {tuple(source.infos[have[k]][0])} vs {want[k]}" for k in want if k in have and tuple(source.infos[have[k]][0]) != want[k]]
-    report = {"missing": missing, "unexpected": unexpected, "shape_mismatch": shapes}
-    if missing or unexpected or shapes:
-        raise ValueError(f"{path}: does not match the model: missing {missing[:8]}, unexpected {unexpected[:8]}, shapes {shapes[:4]}")
-    tree: dict = {}
-    for key, native in have.items():
-        node = tree
-        *parents, leaf = key.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = source.load(native)
-    return from_state_dict(dict(template), tree), report
 
 
 @register
@@ -320,21 +266,16 @@ def _capture_warnings(transformers) -> list[str]:
 
 
 def _transformers_python() -> str:
-    try:  # the environment `python -m tensorferry.converters.mapgen setup` creates
-        from .mapgen.env import env_python
-        return str(env_python())
-    except ImportError:
-        import os
-        return os.path.expanduser("~/.cache/tensorferry/envs/transformers-4.57.6/bin/python")
+    from ..envs import env_python  # the environment `python -m tensorferry.converters.maps.mapgen setup` creates
+
+    return str(env_python())
 
 
-def _fixture_detector(config: dict, options: dict) -> FactorySource | None:
-    from tensorferry.fixtures import FAMILIES
-
-    for family, module in FAMILIES.items():
-        if config.get("model_type") and module.CONFIG.get("model_type") == config.get("model_type"):
-            base = module.__name__
-            return FactorySource({"pt": f"{base}:torch_model", "tf": f"{base}:keras_model", "flax": f"{base}:flax_model"})
+def _entry_point_detector(config: dict, options: dict) -> FactorySource | None:
+    for ep in entry_points(group=ENTRY_POINTS):
+        factories = ep.load()(config)
+        if factories:
+            return FactorySource(dict(factories))
     return None
 
 
@@ -345,5 +286,4 @@ def _transformers_detector(config: dict, options: dict) -> TransformersSource | 
     return TransformersSource(arch, options.get("transformers_python") or "")
 
 
-DETECTORS.extend([_fixture_detector, _transformers_detector])
-
+DETECTORS.extend([_entry_point_detector, _transformers_detector])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .build import explain
 
-_DOCS = Path(__file__).resolve().parents[2] / "docs" / "transformers.md"
+_DOCS = Path(__file__).resolve().parents[3] / "docs" / "transformers.md"
 _BEGIN, _END = "<!-- coverage:begin (written by mapgen generate) -->", "<!-- coverage:end -->"
 
 

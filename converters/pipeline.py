@@ -1,8 +1,9 @@
-"""The converter graph's one entry point: source → canonical → targets, streamed tensor by tensor.
+"""The converter pipeline: source → plan → canonical tensors → every target file, streamed tensor by tensor.
 
->>> result = convert("fixtures/checkpoints/cnn", "out", to=["tf", "flax"])   # doctest: +SKIP
->>> sorted(result.outputs)                                                      # doctest: +SKIP
-['flax', 'tf']
+>>> import tempfile
+>>> result = convert("fixtures/checkpoints/cnn", tempfile.mkdtemp(), to=["tf", "flax"])
+>>> sorted(result.outputs), result.outputs["tf"].files
+(['flax', 'tf'], ['tf_model.h5'])
 """
 from __future__ import annotations
 
@@ -16,16 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dtypes, layout_maps
-from .checkpoint import TIES_KEY, Source, open_source
+from . import dtypes
+from .checkpoint import Source, open_source
+from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, TIES_KEY, parse_frameworks
 from .errors import InputError
 from .formats import atomic_outputs, h5_file, msgpack_file, safetensors_file
-from .layout import PARAMS
-from .moves import EXTRA, Move
-from .plan import FRAMEWORK_MODULES, Options, Plan, build
-
-GRAPH_NODES = ("pt", "tf", "flax")
-CANONICAL = "canonical (safetensors, PyTorch layout)"
+from .layouts import MODULES, PARAMS
+from .maps import kinds as kind_maps
+from .moves import Move
+from .plan import Options, Plan, build
 
 
 @dataclass
@@ -75,7 +75,7 @@ def parse_size(text: str | int) -> int:
 def convert(
     src: str | Path | Source,
     out: str | Path,
-    to: Sequence[str] = GRAPH_NODES,
+    to: Sequence[str] | str = FRAMEWORKS,
     *,
     source_framework: str | None = None,
     strict: bool = False,
@@ -105,17 +105,22 @@ def convert(
         for fw in to:
             result.outputs[fw] = _write(fw, plan, producer, out, files, parse_size(max_shard_size), extras, progress)
         if source.config_path is not None:
-            shutil.copyfile(source.config_path, files.path(out / "config.json"))
+            shutil.copyfile(source.config_path, files.path(out / CONFIG))
     result.seconds = time.perf_counter() - started
     return result
 
 
-def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: dict[str, str] | None = None,
+def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, kinds: dict[str, str] | None = None,
              structure: object | None = None, layout_map: str | Path | dict | None = None, cast: np.dtype | None = None) -> Plan:
-    """Plan without writing: what ``--explain`` prints."""
+    """Plan without writing: what ``--explain`` prints.
+
+    >>> plan = plan_for(open_source("fixtures/checkpoints/cnn"), "flax")
+    >>> [m.targets[0][0] for m, _ in plan.targets["flax"]][:2]
+    ['params/conv/kernel', 'params/conv/bias']
+    """
     from .kinds import kinds_from_torch
 
-    found = layout_maps.load_full(layout_map) if layout_map is not None else layout_maps.find_full(source.config)
+    found = kind_maps.load_full(layout_map) if layout_map is not None else kind_maps.find_full(source.config)
     kind_map, order = (found or {}).get("kinds"), (found or {}).get("order")
     given = dict(kinds or {})
     if structure is not None:
@@ -124,17 +129,6 @@ def plan_for(source: Source, to: Sequence[str], *, strict: bool = False, kinds: 
         given.update({k: v for k, v in from_model.items() if v})
     return build(source, Options(list(parse_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict,
                                  cast=cast, order=order))
-
-
-def parse_frameworks(to: Sequence[str] | str) -> list[str]:
-    """Target names from a list or ``"pt,tf"``, aliases resolved: ``parse_frameworks("torch,jax") == ["pt", "flax"]``."""
-    names = [t.strip() for t in (to.split(",") if isinstance(to, str) else to) if t.strip()]
-    aliases = {"pytorch": "pt", "torch": "pt", "tensorflow": "tf", "jax": "flax"}
-    names = [aliases.get(n, n) for n in names]
-    bad = [n for n in names if n not in GRAPH_NODES]
-    if bad or not names:
-        raise InputError("--to", f"unknown framework {bad or names}: choose from {', '.join(GRAPH_NODES)}")
-    return list(dict.fromkeys(names))
 
 
 class Producer:
@@ -166,7 +160,7 @@ class Producer:
 
 def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard: int,
            extras: bool, progress: Callable[[int], None] | None) -> Output:
-    module = FRAMEWORK_MODULES[fw]
+    module, names_of = MODULES[fw], FILES[fw]
     moves = plan.targets[fw]
     by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
     collection = {name: c for m, c in moves for name, _, _ in m.targets}
@@ -175,7 +169,7 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
             if dt.name not in module.CAN_HOLD:
-                raise InputError(module.FILE, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
+                raise InputError(names_of.single, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
     if fw == "tf":
         main = _keras_order(main, collection)
 
@@ -186,7 +180,7 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
         return arr
 
     shards = _shard(main, max_shard)
-    names = [module.FILE] if len(shards) == 1 else [module.SHARD.format(i=i + 1, n=len(shards)) for i in range(len(shards))]
+    names = [names_of.single] if len(shards) == 1 else [names_of.shard(i + 1, len(shards)) for i in range(len(shards))]
     side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
     ties = plan.source.ties
     if ties and extras and fw != "pt":  # TF and Flax tie by structure; keep the names for the way back
@@ -209,8 +203,8 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
         suffix = ":0" if fw == "tf" else ""
         index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in main)},
                  "weight_map": {n + suffix: f for f, shard in zip(names, shards) for n, _, _ in shard}}
-        files.path(out / module.INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-        names.append(module.INDEX)
+        files.path(out / names_of.index).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+        names.append(names_of.index)
     return Output(fw, names, total, len(main))
 
 

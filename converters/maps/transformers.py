@@ -1,6 +1,6 @@
 """Layout maps of transformers architectures, read from ``maps/transformers/{model_type}.json``.
 
-The maps are generated from transformers 4.57.6 itself (``python -m tensorferry.converters.mapgen
+The maps are generated from transformers 4.57.6 itself (``python -m tensorferry.converters.maps.mapgen
 generate``); this module only reads them, with no transformers, TensorFlow or JAX import.  One
 :class:`ArchitectureMap` answers, for one architecture, where every PyTorch tensor goes in a
 ``tf_model.h5`` (Keras weight name) or ``flax_model.msgpack`` (``/``-joined tree path) and which op
@@ -23,10 +23,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LayoutError
-from .ops import Op, parse
+from ..errors import LayoutError
+from ..ops import Op, parse
 
-MAPS_DIR = Path(__file__).resolve().parent / "maps" / "transformers"
+MAPS_DIR = Path(__file__).resolve().parent / "data" / "transformers"
 FRAMEWORKS = ("tf", "flax")
 Spec = tuple[tuple[int, ...], str]
 # from_canonical's value: one (native name, op), several when the tensor feeds copies, or None.
@@ -37,14 +37,20 @@ _PLACEHOLDER = re.compile(r"\\\{(\d+)\\\}")
 
 
 @functools.cache
+def _files() -> dict[str, Path]:
+    # Keyed by the shipped files' own names: a config's model_type is looked up, never used as a path.
+    return {p.stem: p for p in sorted(MAPS_DIR.glob("*.json")) if not p.stem.startswith("_")}
+
+
+@functools.cache
 def _load(model_type: str) -> dict | None:
-    path = MAPS_DIR / f"{model_type}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    path = _files().get(model_type)
+    return json.loads(path.read_text()) if path else None
 
 
 def available() -> list[str]:
     """The model types that have a map, e.g. ``"bert" in available()``."""
-    return sorted(p.stem for p in MAPS_DIR.glob("*.json") if not p.stem.startswith("_"))
+    return list(_files())
 
 
 def find_map(config: dict | None) -> "ArchitectureMap | None":
@@ -147,7 +153,7 @@ class ArchitectureMap:
     ``tf_model_name`` (first component of Keras weight names, e.g. ``tf_bert_model``; None when
     the architecture has no TF class), ``tf_layers`` (the h5 root ``layer_names``, weightless layers
     included: transformers reports a layer missing from it), ``tf_h5_groups``, ``flax_batch_stats``.
-    A call that finds the tensors belong to a sibling architecture switches this map to it.
+    ``for_canonical`` / ``for_native`` say which sibling architecture a checkpoint's tensors belong to.
     """
 
     def __init__(self, doc: dict, architecture: str) -> None:
@@ -240,6 +246,18 @@ class ArchitectureMap:
         ...     "model.embed_tokens.weight"]]
         [('tfxglm_for_causal_lm/model/embed_tokens/weight', 'identity'), ('tfxglm_for_causal_lm/lm_head/kernel', 'T')]
         """
+        return self.for_canonical(framework, specs)[1]
+
+    def for_canonical(self, framework: str, specs: dict[str, Spec]) -> tuple["ArchitectureMap", dict[str, Target]]:
+        """(the architecture that places every canonical tensor, its ``from_canonical`` result).
+
+        Usually ``self``; a sibling when the checkpoint is another architecture of this model_type.
+        Its ``tf_model_name`` and ``tf_layers`` describe the file written.
+
+        >>> m = find_map({"model_type": "bert", "architectures": ["BertModel"]})
+        >>> m.for_canonical("tf", {"qa_outputs.bias": ((2,), "F32")})[0]
+        ArchitectureMap('bert', 'BertForQuestionAnswering')
+        """
         self._check_framework(framework)
         return self._resolve(framework, lambda m: m._from_canonical(framework, specs))
 
@@ -306,6 +324,10 @@ class ArchitectureMap:
         >>> back["m/model/embed_tokens/weight"][0], back["m/lm_head/kernel"]
         ('model.embed_tokens.weight', None)
         """
+        return self.for_native(framework, specs)[1]
+
+    def for_native(self, framework: str, specs: dict[str, Spec]) -> tuple["ArchitectureMap", dict]:
+        """(the architecture that reads every native tensor, its ``to_canonical`` result)."""
         self._check_framework(framework)
         return self._resolve(framework, lambda m: m._to_canonical(framework, specs))
 
@@ -366,19 +388,14 @@ class ArchitectureMap:
             raise LayoutError(self.architecture, f"transformers {self.model_type} has no {framework} class "
                                                  f"for {self.architecture} (or it is not covered)")
 
-    def _resolve(self, framework: str, run) -> dict:
+    def _resolve(self, framework: str, run) -> tuple["ArchitectureMap", dict]:
         first_unplaced: list[str] | None = None
         for candidate in self.siblings():
             if framework not in candidate.frameworks:
                 continue
             out, unplaced = run(candidate)
             if not unplaced:
-                if candidate is not self:
-                    # The checkpoint is another architecture of this model_type (a head checkpoint
-                    # under a base config): this map becomes that one, so tf_model_name/tf_layers
-                    # read afterwards describe the file actually written.
-                    self.__dict__.update(candidate.__dict__)
-                return out
+                return candidate, out
             first_unplaced = first_unplaced if first_unplaced is not None else unplaced
         name = first_unplaced[0]
         more = f" (and {len(first_unplaced) - 1} more)" if len(first_unplaced) > 1 else ""

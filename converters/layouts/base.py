@@ -1,8 +1,11 @@
-"""The machinery the framework modules share: leaf tables turned into moves, both ways.
+"""The machinery the framework layouts share: leaf tables turned into moves, both ways.
 
 A framework describes each kind as a list of ``Leaf`` rows (native leaf, canonical leaf, op);
 recurrent kinds, whose tensors do not map one to one, bring a pair of functions instead.
-``pytorch``, ``tensorflow`` and ``flax`` each hold one ``Layout`` built from such tables.
+``pt``, ``tf`` and ``flax`` each hold one ``Layout`` built from such tables.
+
+>>> Leaf("kernel", "weight", transposed).forward((4, 3), None).shape((4, 3))
+(3, 4)
 """
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import kinds, ops
-from .kinds import Decision, Module
-from .moves import EXTRA, Move, single
+from .. import kinds, ops
+from ..kinds import Decision, Module
+from ..constants import EXTRA
+from ..moves import Move, single
 
 # A collection says where a tensor lives: trained parameters, running statistics or buffers.
 PARAMS, STATS, BUFFERS = "params", "batch_stats", "buffers"

@@ -3,10 +3,12 @@
 A map is JSON: ``{"model_type": "...", "kinds": {"<regex on module name>": "<kind>[:<multiplier>]"},
 "order": ["<regex>", ...]}``.  The optional ``order`` lists module names (regexes, pre-order) in
 the model's creation order, which Keras' positional ``load_weights`` needs and safetensors loses.
-Maps ship in ``converters/maps/kinds/``; ``--layout-map FILE`` gives another.
+Maps ship in ``converters/maps/data/kinds/``; ``--layout-map FILE`` gives another.
 
->>> find({"model_type": "tensorferry-tiny-cnn"})["dw"]
+>>> find_full({"model_type": "tensorferry-tiny-cnn"})["kinds"]["dw"]
 'depthwise:2'
+>>> find_full({"model_type": "no-such-model"}) is None
+True
 """
 from __future__ import annotations
 
@@ -14,15 +16,10 @@ import json
 from functools import cache
 from pathlib import Path
 
-from .errors import InputError
-from .kinds import parse_kind
+from ..errors import InputError
+from ..kinds import parse_kind
 
-MAPS = Path(__file__).parent / "maps" / "kinds"
-
-
-def load(source: str | Path | dict) -> dict[str, str]:
-    """The ``kinds`` table of a map given as a path or an already parsed dict."""
-    return load_full(source)["kinds"]
+MAPS = Path(__file__).parent / "data" / "kinds"
 
 
 def load_full(source: str | Path | dict) -> dict:
@@ -55,14 +52,8 @@ def _registry() -> dict[str, Path]:
     return out
 
 
-def find(config: dict | None) -> dict[str, str] | None:
-    """The shipped map's ``kinds`` for ``config["model_type"]``, or None."""
-    found = find_full(config)
-    return found["kinds"] if found else None
-
-
 def find_full(config: dict | None) -> dict | None:
     """The whole shipped map for ``config["model_type"]``, or None."""
     model_type = (config or {}).get("model_type")
-    path = _registry().get(model_type) if model_type else None
+    path = _registry().get(model_type) if isinstance(model_type, str) else None
     return load_full(path) if path else None

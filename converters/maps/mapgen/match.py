@@ -18,7 +18,7 @@ import re
 
 import numpy as np
 
-from ..ops import parse
+from ...ops import parse
 
 
 def fingerprint(arr: np.ndarray) -> str | None:

@@ -17,15 +17,13 @@ import re
 
 import numpy as np
 
-from . import ops
-from .kinds import Decision
-from .layout import BUFFERS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
-from .moves import EXTRA, exact_sum, reorder_gates
+from .. import ops
+from ..kinds import Decision
+from .base import BUFFERS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
+from ..constants import EXTRA
+from ..moves import exact_sum, reorder_gates
 
 NAME = "tf"
-FILE = "tf_model.h5"
-INDEX = "tf_model.h5.index.json"
-SHARD = "tf_model-{i:05d}-of-{n:05d}.h5"
 CAN_HOLD = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"}
 WHY_NOT = "HDF5 has no bfloat16 or float8 type and Keras-2 h5 files cannot hold them"
 
@@ -143,37 +141,3 @@ def model_name(config: dict | None) -> str:
         return "model"
     name = re.sub(r"(.)([A-Z][a-z0-9]+)", r"\1_\2", "TF" + arch)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def load_weights(model, path: str, strict: bool = True) -> dict[str, list[str]]:
-    """Load a ``tf_model.h5`` into a built tf_keras model by weight name, as transformers does.
-
-    Keras' own ``load_weights`` matches by position, which needs the model's creation order;
-    names are what the file and the model share.  Returns ``{"missing": [...], "unexpected": [...]}``
-    and, when ``strict``, raises ``InputError`` if either is non-empty.
-
-    >>> load_weights(keras_model, "out/tf_model.h5")          # doctest: +SKIP
-    {'missing': [], 'unexpected': []}
-    """
-    from .checkpoint import open_source
-    from .errors import InputError
-
-    source = open_source(path, "tf")
-    saved = {n.split("/", 1)[-1]: n for n in source.infos}
-    used, missing, values = set(), [], []
-    for w in model.weights:
-        key = w.name.removesuffix(":0").split("/", 1)[-1]
-        if key not in saved:
-            missing.append(w.name)
-            continue
-        arr = source.load(saved[key])
-        if tuple(arr.shape) != tuple(w.shape):
-            raise InputError(path, f"{saved[key]} has shape {tuple(arr.shape)}, the model's {w.name} has {tuple(w.shape)}")
-        values.append((w, arr))
-        used.add(key)
-    report = {"missing": missing, "unexpected": [saved[k] for k in saved if k not in used]}
-    if strict and (report["missing"] or report["unexpected"]):
-        raise InputError(path, f"does not match the model: missing {report['missing'][:5]}, unexpected {report['unexpected'][:5]}")
-    for w, arr in values:
-        w.assign(arr)
-    return report

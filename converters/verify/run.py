@@ -1,0 +1,164 @@
+"""Verify converted checkpoints at two levels: the weights, and what the models compute.
+
+* **weights** (always, no framework needed): ``weights.verify_weights`` per variant.
+* **functional**: each variant loaded into a model of its own framework, in its own worker
+  process, and run on the same inputs; outputs compared with the PyTorch reference's
+  (``functional.verify_functional``).
+
+>>> import tempfile; from tensorferry.converters import convert
+>>> out = tempfile.mkdtemp(); _ = convert("fixtures/checkpoints/cnn", out, to=["pt", "tf", "flax"])
+>>> v = verify_dir(out, reference="fixtures/checkpoints/cnn", functional=False, report_dir=False)
+>>> v.passed, sorted(v.weights)
+(True, ['flax', 'pt', 'tf'])
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import dtypes
+from ..checkpoint import Source, open_source
+from ..constants import CONFIG, FILES, FRAMEWORKS, STANDARD, parse_frameworks
+from ..errors import InputError
+from ..pipeline import convert
+from .functional import DEFAULT_TIMEOUT, verify_functional
+from .models import SOURCES, FactorySource, detect
+from .report import FunctionalCheck, Verification, WeightsCheck, tolerance_for
+from .weights import verify_weights
+
+
+def choose_models(config: dict | None, frameworks: Sequence[str], models: dict[str, str] | None = None,
+                  transformers_python: str | None = None) -> tuple[object | None, str]:
+    """The model source for the run (explicit ``--model`` first, then detection) and why, if none.
+
+    >>> choose_models({"model_type": "tensorferry-tiny-cnn"}, ["tf"])[0].factories["tf"]
+    'tensorferry.fixtures.cnn:keras_model'
+    """
+    if models:
+        if set(models) == {"*"}:  # `--model transformers` (or another registered kind) for every framework
+            kind = models["*"]
+            if kind == "transformers":
+                arch = ((config or {}).get("architectures") or [None])[0]
+                if not arch:
+                    return None, "config.json names no architectures for transformers classes"
+                return SOURCES[kind](arch, transformers_python or ""), ""
+            raise InputError("--model", f"unknown model source {kind!r}; known: {sorted(SOURCES)} or FW=module:factory")
+        base = detect(config, {"transformers_python": transformers_python})
+        factories = dict(getattr(base, "factories", {}))
+        factories.update(models)
+        lacking = [fw for fw in ("pt", *frameworks) if fw not in factories]
+        if lacking:
+            return None, f"--model gives no factory for {', '.join(dict.fromkeys(lacking))} (pt is needed for the reference outputs)"
+        return FactorySource(factories), ""
+    found = detect(config, {"transformers_python": transformers_python})
+    if found is None:
+        return None, "no model source: config.json names no known model; pass --model pt=module:factory (and tf=, flax=)"
+    return found, ""
+
+
+def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks: Sequence[str] | str | None = None, *,
+               atol: float | None = None, models: dict[str, str] | None = None, inputs: str | Path | None = None,
+               seed: int = 0, dtype: str | None = None, functional: bool = True, transformers_python: str | None = None,
+               report_dir: str | Path | None | bool = None, timeout: float = DEFAULT_TIMEOUT, repo: dict | None = None) -> Verification:
+    """Verify the variants in PATH against REFERENCE (default: PATH's own ``model.safetensors``).
+
+    Writes ``verification.json``, ``verification.md`` and ``verification.png`` to ``report_dir``
+    (default PATH; ``False`` writes nothing).
+
+    >>> import tempfile; from tensorferry.converters import convert
+    >>> out = tempfile.mkdtemp(); _ = convert("fixtures/checkpoints/cnn", out, to=["tf"])
+    >>> v = verify_dir(out, reference="fixtures/checkpoints/cnn", frameworks=["tf"], report_dir=False)
+    >>> v.passed, v.functional["tf"].outputs[0].max_abs < 5e-5
+    (True, True)
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, "not a folder (give a converted checkpoint folder or a Hub repo id)")
+    present = [fw for fw in FRAMEWORKS if _has(path, fw)]
+    fws = parse_frameworks(frameworks, "--frameworks") if frameworks else present
+    absent = [fw for fw in fws if fw not in present]
+    if absent:
+        raise InputError(path, f"holds no {', '.join(absent)} weights (found: {', '.join(present) or 'none'})")
+    ref_source = open_source(reference) if reference is not None else _own_reference(path)
+    config = ref_source.config or _config(path)
+    result = Verification(str(path), str(reference) if reference is not None else f"{path}/ (its PyTorch weights)", list(fws), repo=repo)
+    for fw in fws:
+        variant = open_source(path, fw)
+        if reference is None and fw == "pt":
+            result.weights[fw] = WeightsCheck("pt", [f.name for f in variant.files], reference=True)
+            continue
+        result.weights[fw] = verify_weights(variant, ref_source, dtype)
+    tolerances = {fw: tolerance_for(_variant_dtype(result.weights.get(fw), ref_source), atol) for fw in fws}
+    result.tolerances = {fw: {"atol": t[0], "rtol": t[1], "dtype": t[2]} for fw, t in tolerances.items()}
+    if functional:
+        model, why = choose_models(config, fws, models, transformers_python)
+        if model is None:
+            result.functional = {fw: FunctionalCheck(fw, "-", status="skipped", error=why) for fw in fws}
+        else:
+            with _reference_dir(ref_source, reference) as ref_dir:
+                result.functional, extra = verify_functional(path, ref_dir, fws, model, config, tolerances, inputs, seed,
+                                                             {"transformers_python": transformers_python}, timeout)
+            result.versions.update(extra["versions"])
+            result.inputs = {"source": str(inputs) if inputs else f"seeded default (seed {seed})", "tensors": extra["inputs"]}
+    result.seconds = round(time.perf_counter() - started, 2)
+    if report_dir is not False:
+        result.write(Path(report_dir) if report_dir else path)
+    return result
+
+
+def _has(path: Path, fw: str) -> bool:
+    return any((path / name).exists() for f, files in STANDARD if f == fw for name in files.names)
+
+
+def _config(path: Path) -> dict | None:
+    try:
+        return json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _own_reference(path: Path) -> Source:
+    if not _has(path, "pt"):
+        raise InputError(path, "holds no PyTorch weights to verify against: pass --reference (the conversion's source)")
+    return open_source(path, "pt")
+
+
+def _variant_dtype(check: WeightsCheck | None, ref: Source) -> str | None:
+    if check is not None and check.cast:
+        return check.cast.split("→")[-1].strip()
+    floats = [d.name for _, d in ref.infos.values() if dtypes.is_float(d)]
+    return max(set(floats), key=floats.count) if floats else None
+
+
+class _reference_dir:
+    """A folder transformers-style loaders can open: REFERENCE itself, or a canonical copy when it is not PyTorch."""
+
+    def __init__(self, source: Source, given: str | Path | None) -> None:
+        self.source, self.given, self.tmp = source, given, None
+
+    def __enter__(self) -> Path:
+        given = Path(self.given) if self.given is not None else None
+        if self.source.framework == "pt" and given is not None and given.is_dir():
+            return given
+        if self.source.framework == "pt" and given is None:
+            return self.source.files[0].parent
+        self.tmp = Path(tempfile.mkdtemp(prefix="tensorferry-reference-"))
+        if self.source.framework == "pt":  # a lone file: link it under its standard name beside the config
+            single = FILES["pt"].single
+            for f in self.source.files:  # one file gets the standard name; shards keep theirs (index included)
+                os.symlink(f.resolve(), self.tmp / (single if len(self.source.files) == 1 and f.suffix == ".safetensors" else f.name))
+            if self.source.config_path:
+                shutil.copyfile(self.source.config_path, self.tmp / CONFIG)
+        else:
+            convert(given, self.tmp, to=["pt"])
+        return self.tmp
+
+    def __exit__(self, *exc) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
