@@ -36,7 +36,8 @@ def run(out: Path) -> dict:
         report = result.to_json()
         verification = verify_dir(out / family, reference=checkpoint_dir(family), frameworks=["pt", "tf", "flax"],
                                   functional=functional)
-        report["verification"] = {"passed": verification.passed, "functional": functional, "summary": verification.summary()}
+        report["verification"] = {"passed": verification.passed, "complete": verification.complete, "functional": functional,
+                                  "summary": verification.summary()}
         reports[family] = report
     return reports
 

@@ -166,7 +166,7 @@ def test_fixture_twins_pass_in_all_three_frameworks(family, verified, converted)
         assert v.weights[fw].passed and v.weights[fw].tensors
     assert v.functional["pt"].outputs[0].max_abs == 0.0  # same weights, same framework: identical
     doc = json.loads((converted[family] / "verification.json").read_text())
-    assert doc["schema"] == "tensorferry.verification/1" and doc["passed"] is True
+    assert doc["schema"] == "tensorferry.verification/2" and doc["passed"] is True and doc["complete"] is True
     assert {"torch", "tensorflow", "tf-keras", "jax", "flax"} <= {k for fw in ("pt", "tf", "flax") for k in doc["versions"][fw]}
     assert doc["functional"]["tf"]["outputs"][0]["max_abs"] <= 5e-5
     table = (converted[family] / "verification.md").read_text()
@@ -360,3 +360,55 @@ def test_ties_must_survive(tmp_path) -> None:
     save_file(load_file(out / "model.safetensors"), out / "model.safetensors", metadata={"format": "pt"})  # tie dropped
     v = verify_dir(out, reference=src, frameworks=["pt"], functional=False, report_dir=False)
     assert [(t.name, t.status) for t in v.weights["pt"].failures] == [("head.weight", "tie")]
+
+
+# honest status ----------------------------------------------------------------------------------
+def _tiny_linear(root: Path, model_type: str = "my-tiny") -> Path:
+    from safetensors.numpy import save_file
+
+    src = root / "src"
+    src.mkdir()
+    rng = np.random.default_rng(2)
+    save_file({"fc.weight": rng.standard_normal((3, 4)).astype(np.float32), "fc.bias": rng.standard_normal(3).astype(np.float32)},
+              src / "model.safetensors", metadata={"format": "pt"})
+    (src / "config.json").write_text(json.dumps({"architectures": ["Tiny"], "model_type": model_type}))
+    return src
+
+
+def test_a_run_that_compared_no_outputs_is_weights_only_never_passed(converted, tmp_path, capsys) -> None:
+    v = verify_dir(converted["cnn"], reference=checkpoint_dir("cnn"), functional=False, report_dir=tmp_path / "rep")
+    assert v.passed and not v.complete and v.weights_only() == ["pt", "tf", "flax"]
+    text = v.summary()
+    assert "PASSED" not in text and "outputs NOT compared" in text and text.count("not compared (weights only)") == 3
+    table = (tmp_path / "rep" / "verification.md").read_text()
+    assert table.count("weights only: outputs not compared") == 3 and "pass |" not in table
+    doc = json.loads((tmp_path / "rep" / "verification.json").read_text())
+    assert doc["passed"] is True and doc["complete"] is False and doc["weights_only"] == ["pt", "tf", "flax"]
+    assert all(f["status"] == "not_run" and f["ran"] is False and f["passed"] is None for f in doc["functional"].values())
+    args = ["verify", str(converted["cnn"]), "--reference", str(checkpoint_dir("cnn")), "--weights-only", "--no-report"]
+    assert main(args) == 0
+    assert main(args + ["--require-outputs"]) == 3
+    assert "outputs not compared for pt, tf, flax" in capsys.readouterr().err
+
+
+def test_no_model_source_is_reported_as_not_run_with_the_reason(tmp_path) -> None:
+    src = _tiny_linear(tmp_path)
+    out = tmp_path / "out"
+    convert(src, out, to=["pt", "tf"])
+    v = verify_dir(out, report_dir=False)
+    assert v.passed and not v.complete
+    assert all(f.status == "not_run" and "no model source" in f.error for f in v.functional.values())
+    assert "no model source" in v.summary()
+
+
+def test_a_worker_python_without_its_libraries_says_what_is_missing(converted, tmp_path, capsys) -> None:
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'Traceback (most recent call last):' >&2\n"
+                    "echo \"ModuleNotFoundError: No module named 'transformers'\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    code = main(["verify", str(converted["cnn"]), "--reference", str(checkpoint_dir("cnn")), "--frameworks", "tf",
+                 "--model", "transformers", "--transformers-python", str(fake), "--no-report"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert f"{fake} cannot import transformers: install it there" in out
+    assert "| ModuleNotFoundError: No module named 'transformers'" in out  # the worker's own last lines

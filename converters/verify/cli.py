@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +46,9 @@ def add_subparser(subparsers, resolve: Resolver | None = None,
     p.add_argument("--inputs", help=".npz of model inputs in PyTorch layout (default: seeded inputs chosen from the model)")
     p.add_argument("--seed", type=int, default=0, help="seed of the default inputs")
     p.add_argument("--dtype", help="the --dtype the conversion used (default: accept one consistent float cast)")
-    p.add_argument("--weights-only", action="store_true", help="skip the functional level")
+    p.add_argument("--weights-only", action="store_true", help="skip the functional level (reported as weights only)")
+    p.add_argument("--require-outputs", action="store_true",
+                   help="exit 3 unless outputs were compared in every framework (a weights-only run fails)")
     p.add_argument("--transformers-python", help="python of an environment with transformers 4.57.6 "
                    "(default: the one `python -m tensorferry.converters.maps.mapgen setup` creates)")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per framework worker")
@@ -103,4 +106,7 @@ def cmd_verify(args: argparse.Namespace, resolve: Resolver = _local) -> int:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
     else:
         print(result.summary())
+    if args.require_outputs and result.passed and not result.complete:
+        print(f"--require-outputs: outputs not compared for {', '.join(result.weights_only())}", file=sys.stderr)
+        return 3
     return 0 if result.passed else 3

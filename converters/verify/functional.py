@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -16,11 +17,43 @@ from pathlib import Path
 
 import numpy as np
 
+from ..constants import CONFIG, STANDARD
 from ..envs import child_env
 from ..errors import InputError
 from .report import FunctionalCheck, OutputCheck, tolerance_for
 
 DEFAULT_TIMEOUT = 900.0  # seconds per worker: a real model on CPU loads and runs well within it
+
+
+def framework_view(folder: Path, framework: str, into: Path) -> Path:
+    """A folder holding only ``config.json`` and FRAMEWORK's weights from FOLDER, as links.
+
+    A loader given a folder picks its file by name (transformers' TF classes prefer
+    ``model.safetensors`` over ``tf_model.h5``), so each worker gets a view of its own variant.
+
+    >>> import tempfile; from tensorferry.converters import convert
+    >>> out = Path(tempfile.mkdtemp()); _ = convert("fixtures/checkpoints/cnn", out, to=["pt", "tf"])
+    >>> sorted(p.name for p in framework_view(out, "tf", Path(tempfile.mkdtemp())).iterdir())
+    ['config.json', 'tf_model.h5']
+    """
+    view = into / f"{framework}-view"
+    view.mkdir(parents=True, exist_ok=True)
+    names = [CONFIG] if (folder / CONFIG).exists() else []
+    for fw, files in STANDARD:
+        if fw != framework:
+            continue
+        if (folder / files.index).exists():
+            weight_map = json.loads((folder / files.index).read_text()).get("weight_map") or {}
+            names += [files.index, *dict.fromkeys(str(v) for v in weight_map.values())]
+            break
+        if (folder / files.single).exists():
+            names.append(files.single)
+            break
+    for name in names:
+        if "/" in name or name.startswith("."):
+            raise InputError(folder / name, "a shard name must be a file in the same folder")
+        (view / name).symlink_to((folder / name).resolve())
+    return view
 
 
 def _run_worker(fw: str, python: str, spec: dict, work: Path, timeout: float) -> dict:
@@ -39,10 +72,31 @@ def _run_worker(fw: str, python: str, spec: dict, work: Path, timeout: float) ->
         return {"crash": f"cannot start {python}: {e.strerror}", "stderr": ""}
     result_file = Path(spec["out"]) / "result.json"
     if p.returncode or not result_file.exists():
-        return {"crash": f"worker exited with code {p.returncode}", "stderr": _tail(p.stderr)}
+        why = missing_module(python, fw, p.stderr) or f"worker ({python}) exited with code {p.returncode}"
+        return {"crash": why, "stderr": _tail(p.stderr)}
     result = json.loads(result_file.read_text())
+    for job in result.get("jobs", {}).values():
+        if "error" in job:
+            job["error"] = missing_module(python, fw, job["error"]) or job["error"]
     result["stderr"] = _tail(p.stderr)
     return result
+
+
+# What a worker imports, per framework, besides numpy (and transformers for transformers classes).
+WORKER_NEEDS = {"pt": "torch", "tf": "tensorflow and tf-keras", "flax": "jax and flax"}
+
+
+def missing_module(python: str, framework: str, text: str | None) -> str | None:
+    """A message saying what a worker's Python lacks, when TEXT shows an import failure.
+
+    >>> print(missing_module("/usr/bin/python3", "tf", "ModuleNotFoundError: No module named 'tf_keras'"))
+    /usr/bin/python3 cannot import tf_keras: install it there (the tf worker needs numpy, tensorflow and tf-keras; transformers for transformers classes)
+    """
+    m = re.search(r"No module named '([\w.]+)'", text or "")
+    if not m:
+        return None
+    return (f"{python} cannot import {m.group(1)}: install it there (the {framework} worker needs numpy, "
+            f"{WORKER_NEEDS[framework]}; transformers for transformers classes)")
 
 
 def _tail(text: str | bytes | None, n: int = 3000) -> str:
@@ -65,13 +119,14 @@ def verify_functional(path: Path, reference_dir: Path, frameworks: Sequence[str]
                     np.savez(in_file, **{k: data[k] for k in data.files})
             except (OSError, ValueError) as e:
                 raise InputError(inputs, f"cannot read inputs: {e}") from None
+        views = work / "views"
         order = ["pt"] + [fw for fw in frameworks if fw != "pt"]
         results: dict[str, FunctionalCheck] = {}
         reference: dict[str, np.ndarray] | None = None
         ref_error, versions = "", {}
         for fw in order:
-            jobs = ([{"name": "reference", "path": str(reference_dir)}] if fw == "pt" else []) + \
-                   ([{"name": fw, "path": str(path)}] if fw in frameworks else [])
+            jobs = ([{"name": "reference", "path": str(framework_view(reference_dir, "pt", views / "reference"))}] if fw == "pt" else []) + \
+                   ([{"name": fw, "path": str(framework_view(path, fw, views))}] if fw in frameworks else [])
             spec = {"framework": fw, "source": model.to_json(), "config": config or {}, "inputs": str(in_file),
                     "make_inputs": seed if fw == "pt" and inputs is None else None, "jobs": jobs, "out": str(work / fw)}
             started = time.perf_counter()

@@ -280,9 +280,11 @@ def _entry_point_detector(config: dict, options: dict) -> FactorySource | None:
 
 
 def _transformers_detector(config: dict, options: dict) -> TransformersSource | None:
+    from ..maps.transformers import available  # parent side only: workers never detect
+
     arch = (config.get("architectures") or [None])[0]
-    if not arch or not config.get("model_type") or config.get("model_type", "").startswith("tensorferry-"):
-        return None
+    if not isinstance(arch, str) or config.get("model_type") not in available():
+        return None  # not a transformers model type with TF or Flax classes
     return TransformersSource(arch, options.get("transformers_python") or "")
 
 

@@ -1,7 +1,8 @@
 """The verification report: result records, ``verification.json``, a Markdown table and a PNG.
 
-Schema ``tensorferry.verification/1`` is documented in ``docs/verify.md``; ``to_json`` is the
-one place that writes it.
+Schema ``tensorferry.verification/2`` is documented in ``docs/verify.md``; ``to_json`` is the
+one place that writes it.  A level that did not run is reported as not run, never as passed:
+a framework whose outputs were not compared is "weights only".
 
 >>> tolerance_for("float16")
 (0.001, 0.01, 'float16')
@@ -15,12 +16,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SCHEMA = "tensorferry.verification/1"
+from ..constants import NAMES
+
+SCHEMA = "tensorferry.verification/2"
 # (atol, rtol) per weights dtype; tolerance = atol + rtol · max |reference output|.  fp32: what
 # transformers' pt-to-tf check used.  fp16/bf16: the weights themselves were rounded to ~5e-4 /
 # ~4e-3 relative, and that error grows through the layers, so an absolute bound alone cannot fit.
 TOLERANCES = {"float64": (5e-5, 0.0), "float32": (5e-5, 0.0), "float16": (1e-3, 1e-2), "bfloat16": (1e-2, 5e-2)}
-NAMES = {"pt": "PyTorch", "tf": "TensorFlow", "flax": "Flax"}
 PASSING = ("exact", "cast", "not_carried")
 
 
@@ -86,11 +88,22 @@ class OutputCheck:
     detail: str = ""
 
 
+# FunctionalCheck.status: pass, fail, error (load/run/crash: a check that ran and failed) or not_run.
+NOT_RUN = "not_run"
+WEIGHTS_ONLY = "weights only"
+
+
 @dataclass
 class FunctionalCheck:
+    """One framework's outputs against the reference's; ``error`` says why when it failed or did not run.
+
+    >>> FunctionalCheck("tf", "-", status=NOT_RUN, error="--weights-only").passed is None
+    True
+    """
+
     framework: str
     model: str
-    status: str = "error"  # pass, fail, error (load/run/crash), skipped (no model source)
+    status: str = "error"
     outputs: list[OutputCheck] = field(default_factory=list)
     error: str = ""
     traceback: str = ""
@@ -99,8 +112,17 @@ class FunctionalCheck:
     seconds: float = 0.0
 
     @property
-    def passed(self) -> bool:
-        return self.status in ("pass", "skipped")
+    def ran(self) -> bool:
+        return self.status != NOT_RUN
+
+    @property
+    def passed(self) -> bool | None:
+        """True or False for a check that ran; None when it did not."""
+        return self.status == "pass" if self.ran else None
+
+    def stderr_lines(self, n: int = 6) -> list[str]:
+        """The last lines the worker printed on stderr (what a crash says)."""
+        return [line for line in self.stderr_tail.strip().splitlines() if line.strip()][-n:]
 
 
 def _num(x: float | None) -> float | None | str:
@@ -109,7 +131,11 @@ def _num(x: float | None) -> float | None | str:
 
 @dataclass
 class Verification:
-    """Everything one run found; ``passed`` is what the exit code says."""
+    """Everything one run found.
+
+    ``passed``: every check that ran passed (what the exit code says); ``complete``: outputs were
+    compared in every framework; a run can pass without being complete ("weights only").
+    """
 
     path: str
     reference: str
@@ -125,7 +151,30 @@ class Verification:
 
     @property
     def passed(self) -> bool:
-        return all(w.passed for w in self.weights.values()) and all(f.passed for f in self.functional.values())
+        return all(w.passed for w in self.weights.values()) and all(f.passed for f in self.functional.values() if f.ran)
+
+    @property
+    def complete(self) -> bool:
+        return all(fw in self.functional and self.functional[fw].ran for fw in self.frameworks)
+
+    def weights_only(self) -> list[str]:
+        """Frameworks whose outputs were not compared."""
+        return [fw for fw in self.frameworks if fw not in self.functional or not self.functional[fw].ran]
+
+    def verdict(self) -> str:
+        """One line: FAILED, PASSED (weights and outputs), or passed with the frameworks checked by weights only.
+
+        >>> Verification("out", "ref", ["tf"]).verdict()
+        'weights passed, outputs NOT compared (weights only: tf)'
+        """
+        if not self.passed:
+            return "FAILED"
+        if self.complete:
+            return "PASSED (weights and outputs)"
+        only = self.weights_only()
+        if len(only) == len(self.frameworks):
+            return f"weights passed, outputs NOT compared ({WEIGHTS_ONLY}: {', '.join(only)})"
+        return f"weights and outputs passed; outputs NOT compared for {', '.join(only)} ({WEIGHTS_ONLY})"
 
     def culprits(self) -> list[str]:
         """One line per failure, naming the tensor (canonical and native) or output."""
@@ -139,6 +188,7 @@ class Verification:
         for fw, f in self.functional.items():
             if f.status == "error":
                 out.append(f"{fw} outputs: {f.error.splitlines()[0] if f.error else 'error'}")
+                out += [f"{fw} stderr: {line}" for line in f.stderr_lines(4)]
             for o in f.outputs:
                 if not o.passed:
                     got = f"max |Δ| {o.max_abs:.3g} > {o.tolerance:.3g}" if o.max_abs is not None else o.detail
@@ -158,14 +208,16 @@ class Verification:
         weights = {fw: {"passed": w.passed, "reference": w.reference, "files": w.files, "summary": w.brief(), "cast": w.cast,
                         "error": w.error, "failures": [asdict(t) for t in w.failures],
                         "tensors": [{**asdict(t), "passed": t.passed} for t in w.tensors]} for fw, w in self.weights.items()}
-        functional = {fw: {"status": f.status, "passed": f.passed, "model": f.model, "seconds": f.seconds, "error": f.error or None,
+        functional = {fw: {"status": f.status, "ran": f.ran, "passed": f.passed, "model": f.model, "seconds": f.seconds,
+                           "error": f.error or None,
                            "traceback": f.traceback or None, "stderr_tail": f.stderr_tail or None, "load": f.load,
                            "tolerance": self.tolerances.get(fw),
                            "outputs": [{**asdict(o), "max_abs": _num(o.max_abs), "mean_abs": _num(o.mean_abs)} for o in f.outputs]}
                       for fw, f in self.functional.items()}
         host = {k: v for k, v in {"tensorferry": ver("tensorferry"), "numpy": ver("numpy"), "safetensors": ver("safetensors"),
                                   "h5py": ver("h5py"), "msgpack": ver("msgpack")}.items() if v}
-        return {"schema": SCHEMA, "passed": self.passed, "path": self.path, "repo": self.repo, "reference": self.reference,
+        return {"schema": SCHEMA, "passed": self.passed, "complete": self.complete, "verdict": self.verdict(),
+                "weights_only": self.weights_only(), "path": self.path, "repo": self.repo, "reference": self.reference,
                 "frameworks": self.frameworks, "culprits": self.culprits(), "inputs": self.inputs,
                 "weights": weights, "functional": functional,
                 "versions": {"verifier": host, **{fw: v for fw, v in self.versions.items() if v}},
@@ -173,14 +225,17 @@ class Verification:
 
     def summary(self) -> str:
         """Human text for the terminal: verdict, then per framework weights and outputs, then culprits."""
-        lines = [f"verification {'PASSED' if self.passed else 'FAILED'}: {self.path} against {self.reference}"]
+        lines = [f"verification {self.verdict()}: {self.path} against {self.reference}"]
         for fw in self.frameworks:
             w, f = self.weights.get(fw), self.functional.get(fw)
             lines.append(f"  {fw:<4} weights: {w.brief() if w else '-'}")
-            if f is None:
+            if f is None or not f.ran:
+                why = f.error.splitlines()[0] if f is not None and f.error else "not requested"
+                lines.append(f"       outputs: not compared ({WEIGHTS_ONLY}): {why}")
                 continue
-            if f.status in ("error", "skipped"):
-                lines.append(f"       outputs: {f.status}: {(f.error or '').splitlines()[0] if f.error else ''}")
+            if f.status == "error":
+                lines.append(f"       outputs: error: {(f.error or '').splitlines()[0] if f.error else ''}")
+                lines += [f"         | {line}" for line in f.stderr_lines()]
             for o in f.outputs:
                 got = f"max |Δ| {o.max_abs:.2e}, mean {o.mean_abs:.2e}" if o.max_abs is not None else o.detail
                 lines.append(f"       {o.name}: {got} (tolerance {o.tolerance:.1e}) {'pass' if o.passed else 'FAIL'}")
@@ -202,7 +257,10 @@ class Verification:
             wtext = f"{files}: {w.brief()}" if w else "-"
             wmark = "✅" if w is None or w.passed else "❌"
             if f is None or not f.outputs:
-                status = "not run" if f is None else f.status + (f" ({_cell(f.error)})" if f.error else "")
+                if f is None or not f.ran:
+                    status = f"{WEIGHTS_ONLY}: outputs not compared" + (f" ({_cell(f.error)})" if f is not None and f.error else "")
+                else:
+                    status = f"❌ {f.status}" + (f" ({_cell(f.error)})" if f.error else "")
                 rows.append(f"| {NAMES[fw]} | {wmark} {_cell(wtext)} | - | - | - | - | {status} |")
                 continue
             for i, o in enumerate(f.outputs):
@@ -252,8 +310,8 @@ class Verification:
             ax.text(0.5, 0.5, "no outputs to compare", ha="center", va="center", transform=ax.transAxes)
         ax.set_xlabel("model output")
         ax.set_ylabel("max |Δ| vs PyTorch reference (log)")
-        missing = [f"{fw}: {f.status}" for fw, f in self.functional.items() if not f.outputs]
-        title = f"tensorferry verification: {'passed' if self.passed else 'FAILED'}"
+        missing = [f"{fw}: {'not compared' if not f.ran else f.status}" for fw, f in self.functional.items() if not f.outputs]
+        title = f"tensorferry verification: {'FAILED' if not self.passed else 'passed' if self.complete else 'weights only'}"
         ax.set_title(title + (f"\n(no outputs from {', '.join(missing)})" if missing else ""), fontsize=11)
         if fws:
             ax.legend(title="framework", fontsize=8)
@@ -268,7 +326,7 @@ class Verification:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.files = [str(folder / "verification.json"), str(folder / "verification.md")]
-        if self.functional:
+        if any(f.ran for f in self.functional.values()):  # no outputs compared: nothing to plot
             try:
                 self.files.append(str(self.plot(folder / "verification.png")))
             except ImportError:

@@ -28,7 +28,7 @@ from ..errors import InputError
 from ..pipeline import convert
 from .functional import DEFAULT_TIMEOUT, verify_functional
 from .models import SOURCES, FactorySource, detect
-from .report import FunctionalCheck, Verification, WeightsCheck, tolerance_for
+from .report import NOT_RUN, FunctionalCheck, Verification, WeightsCheck, tolerance_for
 from .weights import verify_weights
 
 
@@ -96,16 +96,15 @@ def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks
         result.weights[fw] = verify_weights(variant, ref_source, dtype)
     tolerances = {fw: tolerance_for(_variant_dtype(result.weights.get(fw), ref_source), atol) for fw in fws}
     result.tolerances = {fw: {"atol": t[0], "rtol": t[1], "dtype": t[2]} for fw, t in tolerances.items()}
-    if functional:
-        model, why = choose_models(config, fws, models, transformers_python)
-        if model is None:
-            result.functional = {fw: FunctionalCheck(fw, "-", status="skipped", error=why) for fw in fws}
-        else:
-            with _reference_dir(ref_source, reference) as ref_dir:
-                result.functional, extra = verify_functional(path, ref_dir, fws, model, config, tolerances, inputs, seed,
-                                                             {"transformers_python": transformers_python}, timeout)
-            result.versions.update(extra["versions"])
-            result.inputs = {"source": str(inputs) if inputs else f"seeded default (seed {seed})", "tensors": extra["inputs"]}
+    model, why = choose_models(config, fws, models, transformers_python) if functional else (None, "not requested (--weights-only)")
+    if model is None:
+        result.functional = {fw: FunctionalCheck(fw, "-", status=NOT_RUN, error=why) for fw in fws}
+    else:
+        with _reference_dir(ref_source, reference) as ref_dir:
+            result.functional, extra = verify_functional(path, ref_dir, fws, model, config, tolerances, inputs, seed,
+                                                         {"transformers_python": transformers_python}, timeout)
+        result.versions.update(extra["versions"])
+        result.inputs = {"source": str(inputs) if inputs else f"seeded default (seed {seed})", "tensors": extra["inputs"]}
     result.seconds = round(time.perf_counter() - started, 2)
     if report_dir is not False:
         result.write(Path(report_dir) if report_dir else path)
