@@ -22,6 +22,7 @@ from .checkpoint import Source, open_source
 from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, TIES_KEY, parse_frameworks
 from .errors import InputError
 from .formats import atomic_outputs, h5_file, msgpack_file, safetensors_file
+from .formats.digest import FileDigest
 from .layouts import MODULES, PARAMS
 from .maps import kinds as kind_maps
 from .moves import Move
@@ -30,10 +31,14 @@ from .plan import Options, Plan, build
 
 @dataclass
 class Output:
+    """One framework's variant as written: file names in order, total bytes, tensors, and each
+    weights file's size and sha256 (computed while writing, for the Hub's LFS)."""
+
     framework: str
     files: list[str]
     bytes: int
     tensors: int
+    digests: dict[str, FileDigest] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -51,7 +56,8 @@ class ConvertResult:
     def to_json(self) -> dict:
         return {
             "source": self.source, "source_framework": self.source_framework, "out_dir": self.out_dir,
-            "outputs": {fw: o.__dict__ for fw, o in self.outputs.items()},
+            "outputs": {fw: {"files": o.files, "bytes": o.bytes, "tensors": o.tensors,
+                             "sha256": {f: d.sha256 for f, d in o.digests.items()}} for fw, o in self.outputs.items()},
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
         }
 
@@ -185,27 +191,27 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
     ties = plan.source.ties
     if ties and extras and fw != "pt":  # TF and Flax tie by structure; keep the names for the way back
         side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
-    total = 0
+    digests: dict[str, FileDigest] = {}
     for i, (fname, shard) in enumerate(zip(names, shards)):
         path = files.path(out / fname)
         last = i == len(shards) - 1
         if fw == "pt":
             meta = {"format": "pt", **({TIES_KEY: json.dumps(ties)} if ties else {})}
-            safetensors_file.write(path, shard, produce, meta)
+            digests[fname] = safetensors_file.write(path, shard, produce, meta)
         elif fw == "tf":
-            h5_file.write(path, _keras_layers(shard, collection, plan), {n: (s, d) for n, s, d in shard}, produce,
-                          extras=side_arrays if last else None, sharded=len(shards) > 1)
+            digests[fname] = h5_file.write(path, _keras_layers(shard, collection, plan), {n: (s, d) for n, s, d in shard},
+                                           produce, extras=side_arrays if last else None, sharded=len(shards) > 1)
         else:
             # side-data names are canonical PyTorch names: one flat level under __tensorferry__
-            msgpack_file.write(path, shard, produce, extras={EXTRA: side_arrays} if last and side_arrays else None)
-        total += path.stat().st_size
+            digests[fname] = msgpack_file.write(path, shard, produce, extras={EXTRA: side_arrays} if last and side_arrays else None)
+    total = sum(d.size for d in digests.values())
     if len(shards) > 1:
         suffix = ":0" if fw == "tf" else ""
         index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in main)},
                  "weight_map": {n + suffix: f for f, shard in zip(names, shards) for n, _, _ in shard}}
         files.path(out / names_of.index).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
         names.append(names_of.index)
-    return Output(fw, names, total, len(main))
+    return Output(fw, names, total, len(main), digests)
 
 
 def _nbytes(shape, dt) -> int:

@@ -155,3 +155,21 @@ def test_unknown_dtype_and_target_are_input_errors(tmp_path):
         convert(checkpoint_dir("cnn"), tmp_path, to=["onnx"])
     with pytest.raises(InputError, match="unknown dtype"):
         convert(checkpoint_dir("cnn"), tmp_path, to=["pt"], dtype="float13")
+
+
+@pytest.mark.parametrize("shard", ["5GB", "2KB"])
+def test_each_written_file_carries_its_sha256_computed_while_writing(tmp_path, shard) -> None:
+    """The Hub's LFS needs every file's sha256: the writers compute it on the way out (h5 too)."""
+    import hashlib
+
+    result = convert(checkpoint_dir("transformer"), tmp_path, to=["pt", "tf", "flax"], max_shard_size=shard)
+    seen = 0
+    for out in result.outputs.values():
+        weights = [f for f in out.files if not f.endswith(".index.json")]
+        assert set(out.digests) == set(weights)
+        for name, digest in out.digests.items():
+            data = (tmp_path / name).read_bytes()
+            assert digest.size == len(data) and digest.sha256 == hashlib.sha256(data).hexdigest(), name
+            assert digest.sample == data[:512]
+            seen += 1
+    assert seen >= (3 if shard == "5GB" else 6)

@@ -15,6 +15,8 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
+from . import raw_bytes
+from .digest import FileDigest, HashingWriter
 
 HEADER_LIMIT = 64512  # tf_keras' HDF5_OBJECT_HEADER_LIMIT
 TOP_LEVEL = "top_level_model_weights"  # weights owned by the model itself, not by a layer
@@ -133,18 +135,41 @@ def write(
     produce: Callable[[str], np.ndarray],
     extras: dict[str, np.ndarray] | None = None,
     sharded: bool = False,
-) -> None:
+) -> FileDigest:
     """Write weights in the Keras-2 layout (or transformers' sharded layout when ``sharded``).
 
     ``layers`` lists top-level layer groups in model order with their weight names (no ``:0``,
     first component = model name) in Keras load order; a layer may have no weights.  Weights
     of the model itself go in the group ``top_level_model_weights``.
+
+    h5py lays out the file from the specs alone (every dataset contiguous, its space allocated at
+    creation and never filled); then each tensor is written straight to its place, in file order,
+    so the sha256 of the whole file is computed on the way and no byte is written twice.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "tf_model.h5")
+    >>> spec = {"m/dense/kernel": ((2, 3), np.dtype("float32"))}
+    >>> d = write(p, [("dense", ["m/dense/kernel"])], spec, lambda n: np.ones((2, 3), "float32"))
+    >>> KerasH5File(p).load("m/dense/kernel").sum(), d.size == os.path.getsize(p)
+    (np.float32(6.0), True)
     """
+    regions: list[tuple[int, str]] = []  # (file offset, weight name) of every dataset written afterwards
+
+    def dataset(group: h5py.Group, name: str, weight: str) -> None:
+        shape, dt = specs[weight]
+        ds = group.create_dataset(name, shape=shape, dtype=dt, dcpl=_contiguous_unfilled())
+        offset = ds.id.get_offset()
+        if offset is None:  # scalars and empty tensors get no separate data block: write them now
+            if int(np.prod(shape, dtype=np.int64)):
+                ds[()] = _checked(weight, spec=specs[weight], arr=produce(weight))
+        else:
+            regions.append((offset, weight))
+
     with h5py.File(path, "w") as f:
         if sharded:
             names = sorted(n for _, ws in layers for n in ws)
             for name in names:
-                _dataset(f, name.split("/", 1)[-1] + ":0", specs[name], produce(name))
+                dataset(f, name.split("/", 1)[-1] + ":0", name)
             write_attr_list(f, "layer_names", [n.split("/", 1)[-1] + ":0" for n in names])
         else:
             write_attr_list(f, "layer_names", [layer for layer, _ in layers if layer != TOP_LEVEL])
@@ -156,15 +181,40 @@ def write(
                 g = f.create_group(layer)
                 write_attr_list(g, "weight_names", [w + ":0" for w in weights])
                 for w in weights:
-                    _dataset(g, w + ":0", specs[w], produce(w))
+                    dataset(g, w + ":0", w)
         if extras:
             g = f.create_group(EXTRAS_GROUP)
             for name, arr in extras.items():
                 g.create_dataset(name, data=arr)
+    return _fill(Path(path), sorted(regions), specs, produce)
 
 
-def _dataset(group: h5py.Group, name: str, spec: tuple[tuple[int, ...], np.dtype], arr: np.ndarray) -> None:
+def _contiguous_unfilled() -> h5py.h5p.PropDCID:
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    return dcpl
+
+
+def _fill(path: Path, regions: list[tuple[int, str]], specs: dict, produce: Callable[[str], np.ndarray]) -> FileDigest:
+    """Write each tensor at its dataset's offset, in file order, hashing the metadata between them."""
+    with open(path, "r+b") as fh:
+        out = HashingWriter(fh)
+        for offset, name in regions:
+            if offset > out.size:  # h5py's own metadata: small, read back only to hash it
+                fh.seek(out.size)
+                out.update(fh.read(offset - out.size))
+            fh.seek(offset)
+            out.write(raw_bytes(_checked(name, specs[name], produce(name))))
+        fh.seek(out.size)
+        while block := fh.read(1 << 20):
+            out.update(block)
+    return out.digest()
+
+
+def _checked(name: str, spec: tuple[tuple[int, ...], np.dtype], arr: np.ndarray) -> np.ndarray:
     shape, dt = spec
     if tuple(arr.shape) != tuple(shape) or arr.dtype != dt:
         raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
-    group.create_dataset(name, data=np.asarray(arr, order="C"))  # ascontiguousarray would make a scalar 1-d
+    return arr

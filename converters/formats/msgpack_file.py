@@ -21,6 +21,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import InputError
 from . import raw_bytes
+from .digest import FileDigest, HashingWriter
 
 EXT_NDARRAY, EXT_NPSCALAR = 1, 3
 MAX_CHUNK_SIZE = 2**30  # flax.serialization.MAX_CHUNK_SIZE
@@ -255,7 +256,7 @@ def write(
     produce: Callable[[str], np.ndarray],
     extras: dict[str, dict[str, np.ndarray]] | None = None,
     max_chunk: int = MAX_CHUNK_SIZE,
-) -> None:
+) -> FileDigest:
     """Stream a Flax msgpack tree; names are ``/``-joined paths, ``produce(name)`` gives each array.
 
     ``extras`` adds whole small subtrees (side data) at the root after the arrays; arrays over
@@ -263,7 +264,8 @@ def write(
 
     >>> import numpy as np, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "f.msgpack")
-    >>> write(p, [("a/kernel", (2, 3), np.dtype("float32"))], lambda n: np.zeros((2, 3), "float32"))
+    >>> write(p, [("a/kernel", (2, 3), np.dtype("float32"))], lambda n: np.zeros((2, 3), "float32")).size
+    61
     >>> MsgpackFile(p).infos
     {'a/kernel': ((2, 3), dtype('float32'))}
     """
@@ -295,4 +297,6 @@ def write(
                 _write_array(fh, np.asarray(value), max_chunk)
 
     with open(path, "wb") as fh:
-        emit(fh, tree)
+        out = HashingWriter(fh)
+        emit(out, tree)
+    return out.digest()

@@ -16,6 +16,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import InputError
 from . import raw_bytes
+from .digest import FileDigest, HashingWriter
 
 MAX_HEADER = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
 
@@ -90,14 +91,14 @@ def write(
     specs: Sequence[tuple[str, tuple[int, ...], np.dtype]],
     produce: Callable[[str], np.ndarray],
     metadata: dict[str, str] | None = None,
-) -> int:
+) -> FileDigest:
     """Stream tensors into a safetensors file; ``produce(name)`` is called once per spec, in order.
 
-    Returns the number of bytes written.
+    Returns the file's size and sha256, computed while writing.
 
     >>> import numpy as np, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.safetensors")
-    >>> write(p, [("a", (2,), np.dtype("float32"))], lambda n: np.ones(2, "float32"))
+    >>> write(p, [("a", (2,), np.dtype("float32"))], lambda n: np.ones(2, "float32")).size
     72
     """
     header: dict[str, object] = {}
@@ -111,11 +112,12 @@ def write(
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes so data stays aligned
     with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)))
-        fh.write(raw)
+        out = HashingWriter(fh)
+        out.write(struct.pack("<Q", len(raw)))
+        out.write(raw)
         for name, shape, dt in specs:
             arr = produce(name)
             if tuple(arr.shape) != tuple(shape) or arr.dtype != dt:
                 raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
-            fh.write(raw_bytes(arr.astype(arr.dtype.newbyteorder("<"), copy=False)))
-    return 8 + len(raw) + offset
+            out.write(raw_bytes(arr.astype(arr.dtype.newbyteorder("<"), copy=False)))
+    return out.digest()
