@@ -6,7 +6,7 @@ Errors are typed (``tensorferry.converters.errors``); each class has its exit co
 >>> parser().parse_args(["convert", "ckpt", "--out", "o"]).command
 'convert'
 >>> sorted(COMMANDS)
-['convert', 'demo', 'hub', 'verify']
+['convert', 'demo', 'hub', 'publish', 'pull', 'verify']
 """
 from __future__ import annotations
 
@@ -19,13 +19,15 @@ from tensorferry.converters import cli as convert_cli
 from tensorferry.converters.errors import TensorferryError
 from tensorferry.converters.verify import cli as verify_cli
 
-from . import demo, hub_io
+from . import commands, demo, hub_io
 from .hub import cli as hub_cli
 
 # command → function registering it on the subparsers (in the order `--help` lists them)
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction], object]] = {
     "convert": convert_cli.add_subparser,
     "verify": lambda sub: verify_cli.add_subparser(sub, hub_io.resolve_args, hub_io.add_download_options),
+    "publish": commands.add_publish,
+    "pull": commands.add_pull,
     "hub": hub_cli.add_subparser,
     "demo": demo.add_subparser,
 }
@@ -45,7 +47,9 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv  # the command line as typed, for provenance (tokens redacted where it is recorded)
     try:
         return int(args.func(args) or 0)
     except TensorferryError as e:

@@ -1,8 +1,14 @@
 """``tensorferry demo``: the main job on its embedded default, with nothing to download.
 
-It converts the bundled fixture checkpoints to every framework, verifies every variant (weights
-always; outputs in each framework whose library is installed) and reports what was written.
-Publishing to the local Hub joins it with the publishing issue.
+It publishes the bundled fixture checkpoints to the local Hub: each is converted to every
+framework, verified (weights always; outputs in each framework whose library is installed, the
+rest reported as weights only) and pushed with its shared card in one commit.  Then it prints
+where to browse them.  Run it again: the repos already hold those files, so nothing is committed.
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); _ = add_subparser(p.add_subparsers())
+>>> p.parse_args(["demo", "--namespace", "me"]).namespace
+'me'
 """
 from __future__ import annotations
 
@@ -10,51 +16,46 @@ import argparse
 import json
 from pathlib import Path
 
-import importlib.util
-
-from tensorferry.converters import convert
-from tensorferry.converters.verify.run import verify_dir
 from tensorferry.fixtures import FAMILIES, checkpoint_dir
 
-# Functional checks need each framework's library; conversion and the weights check need none.
-LIBRARIES = {"pt": "torch", "tf": "tf_keras", "flax": "flax"}
+from .hub import default_data_dir
+from .publisher import PublishResult, local_hub, publish
+
+SERVE_URL = "http://127.0.0.1:8765"
 
 
-def add_subparser(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="convert the bundled fixture models to every framework (no download)")
-    p.add_argument("--out", default="tensorferry-demo", help="output folder (default: ./tensorferry-demo)")
+def add_subparser(subparsers) -> argparse.ArgumentParser:
+    """Register ``demo``."""
+    p = subparsers.add_parser("demo", help="publish the bundled fixture models to the local Hub (no download)")
+    p.add_argument("--hub-data-dir", default=None, help=f"the local Hub's data (default: {default_data_dir()})")
+    p.add_argument("--namespace", default="tensorferry", help="owner of the demo repos (default: tensorferry)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_demo)
+    return p
 
 
-def run(out: Path) -> dict:
-    """Convert and verify every fixture family into ``out/<family>``; returns the reports by family."""
-    functional = all(importlib.util.find_spec(lib) for lib in LIBRARIES.values())
-    reports = {}
-    for family in sorted(FAMILIES):
-        result = convert(checkpoint_dir(family), out / family, to=["pt", "tf", "flax"])
-        report = result.to_json()
-        verification = verify_dir(out / family, reference=checkpoint_dir(family), frameworks=["pt", "tf", "flax"],
-                                  functional=functional)
-        report["verification"] = {"passed": verification.passed, "complete": verification.complete, "functional": functional,
-                                  "summary": verification.summary()}
-        reports[family] = report
-    return reports
+def run(data_dir: str | Path | None = None, namespace: str = "tensorferry", quiet: bool = False) -> dict[str, PublishResult]:
+    """Publish every fixture family to ``{namespace}/tiny-{family}`` on the local Hub over DATA_DIR."""
+    results = {}
+    with local_hub(f"{namespace}/demo", data_dir) as (url, token):
+        for family in sorted(FAMILIES):
+            results[family] = publish(checkpoint_dir(family), f"{namespace}/tiny-{family}", endpoint=url, token=token,
+                                      command=f"tensorferry demo --namespace {namespace}", quiet=quiet)
+    return results
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    reports = run(out)
-    passed = all(r["verification"]["passed"] for r in reports.values())
+    """Run ``demo`` with parsed arguments."""
+    data_dir = Path(args.hub_data_dir or default_data_dir())
+    results = run(data_dir, args.namespace, quiet=args.json)
+    serve = f"tensorferry hub serve --data-dir {data_dir}"
     if args.json:
-        print(json.dumps(reports, indent=2))
-        return 0 if passed else 3
-    for family, report in reports.items():
-        print(f"{family}: {report['source']} ({report['source_framework']}) → {report['out_dir']}")
-        for fw, o in report["outputs"].items():
-            print(f"  {fw:5} {', '.join(o['files'])}  {o['tensors']} tensors, {o['bytes']:,} bytes")
-        print("  " + report["verification"]["summary"].replace("\n", "\n  "))
-    if not next(iter(reports.values()))["verification"]["functional"]:
-        print("outputs not compared: install the frameworks with pip install -e '.[all]' to run each variant")
-    print(f"done: {out.resolve()}" if passed else "verification FAILED")
-    return 0 if passed else 3
+        print(json.dumps({"serve": serve, "repos": {f: r.to_json() for f, r in results.items()}}, indent=2))
+        return 0
+    for family, r in results.items():
+        done = "nothing to publish (already there)" if r.no_op else f"one commit {r.commit_oid[:12]}"
+        verdict = f"; verification {r.verification.verdict()}" if r.verification else ""
+        print(f"{family}: {r.repo_id}: {done}{verdict}")
+    print(f"browse them: {serve}\n  then open {SERVE_URL}/ (the repos: "
+          + ", ".join(f"{SERVE_URL}/{r.repo_id}" for r in results.values()) + ")")
+    return 0

@@ -22,12 +22,14 @@ True
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,6 +38,8 @@ Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # The names the fixture twins (and many users) already use for framework-specific runners.
 RUN_ALIASES = {"pt": ("run_pt", "run_torch"), "tf": ("run_tf", "run_keras"), "flax": ("run_flax",)}
 ENTRY_POINTS = "tensorferry.model_factories"
+# The modules a factory worker imports per framework, all in this very Python.
+LIBRARIES = {"pt": ("torch",), "tf": ("tensorflow", "tf_keras"), "flax": ("jax", "flax")}
 
 SOURCES: dict[str, type] = {}
 DETECTORS: list[Callable[[dict, dict], Any]] = []  # (config, options) -> ModelSource | None, first hit wins
@@ -156,6 +160,11 @@ class FactorySource:
     def python(self, framework: str, options: dict) -> str:
         return sys.executable
 
+    def unavailable(self, framework: str, options: dict) -> str | None:
+        """Why FRAMEWORK's worker cannot run here (its library is not installed), or None."""
+        missing = [lib for lib in LIBRARIES[framework] if importlib.util.find_spec(lib) is None]
+        return f"{', '.join(missing)} not installed (pip install 'tensorferry[all]')" if missing else None
+
     def example_inputs(self, config: dict, seed: int) -> dict[str, np.ndarray]:
         module, _ = _import(self.factories["pt"])
         return dict(module.example_inputs(seed)) if hasattr(module, "example_inputs") else default_inputs(config, seed)
@@ -222,6 +231,14 @@ class TransformersSource:
 
     def python(self, framework: str, options: dict) -> str:
         return self.python_path or options.get("transformers_python") or _transformers_python()
+
+    def unavailable(self, framework: str, options: dict) -> str | None:
+        """Why the transformers worker cannot run (no such Python), or None."""
+        python = self.python(framework, options)
+        if not Path(python).exists():
+            return (f"no Python with transformers 4.57.6 at {python} (run `python -m tensorferry.converters.maps.mapgen "
+                    "setup` or pass --transformers-python)")
+        return None
 
     def example_inputs(self, config: dict, seed: int) -> dict[str, np.ndarray]:
         return default_inputs(config, seed)

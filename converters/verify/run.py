@@ -63,12 +63,13 @@ def choose_models(config: dict | None, frameworks: Sequence[str], models: dict[s
 
 def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks: Sequence[str] | str | None = None, *,
                atol: float | None = None, models: dict[str, str] | None = None, inputs: str | Path | None = None,
-               seed: int = 0, dtype: str | None = None, functional: bool = True, transformers_python: str | None = None,
+               seed: int = 0, dtype: str | None = None, functional: bool | str = True, transformers_python: str | None = None,
                report_dir: str | Path | None | bool = None, timeout: float = DEFAULT_TIMEOUT, repo: dict | None = None) -> Verification:
     """Verify the variants in PATH against REFERENCE (default: PATH's own ``model.safetensors``).
 
     Writes ``verification.json``, ``verification.md`` and ``verification.png`` to ``report_dir``
-    (default PATH; ``False`` writes nothing).
+    (default PATH; ``False`` writes nothing).  ``functional="auto"`` compares outputs only in the
+    frameworks whose worker can run here (the others are reported as not run, with the reason).
 
     >>> import tempfile; from tensorferry.converters import convert
     >>> out = tempfile.mkdtemp(); _ = convert("fixtures/checkpoints/cnn", out, to=["tf"])
@@ -96,13 +97,23 @@ def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks
         result.weights[fw] = verify_weights(variant, ref_source, dtype)
     tolerances = {fw: tolerance_for(_variant_dtype(result.weights.get(fw), ref_source), atol) for fw in fws}
     result.tolerances = {fw: {"atol": t[0], "rtol": t[1], "dtype": t[2]} for fw, t in tolerances.items()}
-    model, why = choose_models(config, fws, models, transformers_python) if functional else (None, "not requested (--weights-only)")
+    model, why = choose_models(config, fws, models, transformers_python) if functional else (None, "not requested (weights only)")
+    options = {"transformers_python": transformers_python}
+    skipped: dict[str, str] = {}
+    if model is not None and functional == "auto":
+        skipped = {fw: why for fw in dict.fromkeys(["pt", *fws]) if (why := model.unavailable(fw, options))}
+        if "pt" in skipped:  # no reference outputs: nothing can be compared
+            model, why = None, f"the PyTorch reference cannot run: {skipped['pt']}"
     if model is None:
         result.functional = {fw: FunctionalCheck(fw, "-", status=NOT_RUN, error=why) for fw in fws}
     else:
-        with _reference_dir(ref_source, reference) as ref_dir:
-            result.functional, extra = verify_functional(path, ref_dir, fws, model, config, tolerances, inputs, seed,
-                                                         {"transformers_python": transformers_python}, timeout)
+        run = [fw for fw in fws if fw not in skipped]
+        ran, extra = {}, {"versions": {}, "inputs": {}}
+        if run:
+            with _reference_dir(ref_source, reference) as ref_dir:
+                ran, extra = verify_functional(path, ref_dir, run, model, config, tolerances, inputs, seed, options, timeout)
+        result.functional = {fw: ran.get(fw) or FunctionalCheck(fw, model.describe(fw), status=NOT_RUN, error=skipped[fw])
+                             for fw in fws}
         result.versions.update(extra["versions"])
         result.inputs = {"source": str(inputs) if inputs else f"seeded default (seed {seed})", "tensors": extra["inputs"]}
     result.seconds = round(time.perf_counter() - started, 2)
