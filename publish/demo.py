@@ -29,25 +29,28 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("demo", help="publish the bundled fixture models to the local Hub (no download)")
     p.add_argument("--hub-data-dir", default=None, help=f"the local Hub's data (default: {default_data_dir()})")
     p.add_argument("--namespace", default="tensorferry", help="owner of the demo repos (default: tensorferry)")
+    p.add_argument("--verify", default="auto", choices=["auto", "weights"],
+                   help="auto: outputs too where the frameworks are installed (default); weights: weights only")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_demo)
     return p
 
 
-def run(data_dir: str | Path | None = None, namespace: str = "tensorferry", quiet: bool = False) -> dict[str, PublishResult]:
+def run(data_dir: str | Path | None = None, namespace: str = "tensorferry", quiet: bool = False,
+        verify: str = "auto") -> dict[str, PublishResult]:
     """Publish every fixture family to ``{namespace}/tiny-{family}`` on the local Hub over DATA_DIR."""
     results = {}
     with local_hub(f"{namespace}/demo", data_dir) as (url, token):
         for family in sorted(FAMILIES):
             results[family] = publish(checkpoint_dir(family), f"{namespace}/tiny-{family}", endpoint=url, token=token,
-                                      command=f"tensorferry demo --namespace {namespace}", quiet=quiet)
+                                      command=f"tensorferry demo --namespace {namespace}", verify=verify, quiet=quiet)
     return results
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run ``demo`` with parsed arguments."""
     data_dir = Path(args.hub_data_dir or default_data_dir())
-    results = run(data_dir, args.namespace, quiet=args.json)
+    results = run(data_dir, args.namespace, quiet=args.json, verify=args.verify)
     serve = f"tensorferry hub serve --data-dir {data_dir}"
     if args.json:
         print(json.dumps({"serve": serve, "repos": {f: r.to_json() for f, r in results.items()}}, indent=2))

@@ -192,8 +192,11 @@ def patterns_for(frameworks: Sequence[str], files: Sequence[str]) -> list[str]:
 
 
 def fetch(repo_id: str, hub: Hub, frameworks: Sequence[str] | None = None, *, revision: str | None = None,
-          cache_dir: str | None = None, local_files_only: bool = False, extra: Sequence[str] = (CONFIG,)) -> tuple[Path, dict]:
+          cache_dir: str | None = None, local_files_only: bool = False, extra: Sequence[str] = (CONFIG,),
+          or_source: bool = False) -> tuple[Path, dict]:
     """Download ``config.json`` and the weights of FRAMEWORKS (default: the repo's source variant only).
+
+    ``or_source``: when the repo holds none of FRAMEWORKS, download its source variant instead.
 
     Returns the snapshot folder in the HF cache and a record ``{"id", "revision", "sha", "endpoint",
     "framework"}``; ``sha`` is the commit the revision resolved to, so every file comes from one commit.
@@ -212,6 +215,8 @@ def fetch(repo_id: str, hub: Hub, frameworks: Sequence[str] | None = None, *, re
             info = call(api.model_info, repo_id, revision=revision, what=repo_id, hub=hub, passthrough=known)
             sha, files = info.sha, [s.rfilename for s in info.siblings or []]
         wanted = list(frameworks) if frameworks else [source_framework(files or [])] if files is not None else ["pt"]
+        if or_source and files is not None and not any(n in files for fw in wanted for n in FILES[fw].names):
+            wanted = [source_framework(files)]
         if wanted == [None]:
             raise InputError(repo_id, "holds no weights under a standard name (model.safetensors, pytorch_model.bin, "
                                       "tf_model.h5, flax_model.msgpack or their .index.json)")

@@ -25,7 +25,7 @@ from tensorferry.converters.checkpoint import Source
 from tensorferry.converters.constants import CONFIG, EXTRA, FILES, parse_frameworks
 from tensorferry.converters.errors import InputError
 
-from .hub_io import REPO_ID, Hub, call, fetch
+from .hub_io import REPO_ID, Hub, fetch
 
 
 def load(repo_or_dir: str | Path, framework: str, *, revision: str | None = None, token: str | None = None,
@@ -83,13 +83,8 @@ class _variant:
             raise InputError(self.where, "no such file or folder, and not a Hub repo id (owner/name)")
         o = self.options
         hub = Hub.resolve(o.get("endpoint"), o.get("token"))
-        kwargs = dict(revision=o.get("revision"), cache_dir=o.get("cache_dir"), local_files_only=o.get("local_files_only", False))
-        if not o.get("local_files_only"):
-            files = [s.rfilename for s in call(hub.api().model_info, str(self.where), revision=o.get("revision"),
-                                               what=str(self.where), hub=hub).siblings or []]
-            if not any(name in files for name in FILES[self.framework].names):
-                return fetch(str(self.where), hub, **kwargs)[0]  # the source variant, converted on entry
-        return fetch(str(self.where), hub, [self.framework], **kwargs)[0]
+        return fetch(str(self.where), hub, [self.framework], revision=o.get("revision"), cache_dir=o.get("cache_dir"),
+                     local_files_only=o.get("local_files_only", False), or_source=True)[0]
 
 
 def _native(source: Source, framework: str) -> Any:

@@ -19,10 +19,13 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
     >>> import ml_dtypes
     >>> to_tensor(np.ones(2, ml_dtypes.bfloat16)).dtype
     torch.bfloat16
+    >>> to_tensor(np.array(7)).shape          # a 0-d buffer stays 0-d
+    torch.Size([])
     """
+    arr = np.require(arr, requirements="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
     if arr.dtype.name == "bfloat16":  # torch cannot take ml_dtypes' bfloat16 directly
-        return torch.from_numpy(np.ascontiguousarray(arr).view(np.uint16)).view(torch.bfloat16)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+        return torch.from_numpy(arr.view(np.uint16)).view(torch.bfloat16)
+    return torch.from_numpy(arr)
 
 
 def load_state(model: torch.nn.Module, path: str) -> dict[str, list[str]]:
