@@ -65,6 +65,7 @@ def test_minilm_published_once_loads_in_every_framework_from_the_hub(tx_run, tmp
                                "flax": ["config.json", "flax_model.msgpack"]}
     assert r["pt"] == 0.0  # the source's own file, published untouched
     assert r["tf"] <= TOLERANCE and r["flax"] <= TOLERANCE, r
-    assert card.data.library_name == "transformers"  # a transformers checkpoint: snippets use its classes
+    assert card.data.library_name == "sentence-transformers"  # kept from the source's own card
+    assert card.data.license == "apache-2.0" and "tensorferry" in card.data.tags
     assert 'TFBertModel.from_pretrained("alice/all-MiniLM-L6-v2")' in card.text
     assert 'FlaxBertModel.from_pretrained("alice/all-MiniLM-L6-v2")' in card.text
