@@ -33,11 +33,21 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], object]] = {
 }
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tensorferry")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     """The whole command line."""
     p = argparse.ArgumentParser(prog="tensorferry", description="Move model weights between PyTorch, TensorFlow and Flax "
                                 "layouts and publish them to the Hugging Face Hub.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
+    p.add_argument("--version", action="version", version=f"tensorferry {_version()}")
     sub = p.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", required=True)
     for register in COMMANDS.values():
         register(sub)

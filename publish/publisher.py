@@ -132,6 +132,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         targets = parse_frameworks(to) if to else list(FRAMEWORKS)
         kept = _kept_as_is(src_path, source, targets)
         made = [fw for fw in targets if fw != kept]
+        say(f"source: {src_path} ({source.framework}); converting to {', '.join(made) or 'nothing'}")
         converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
@@ -140,8 +141,8 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         if remote.head and all(_same(remote.entries.get(f.path), f) for f in files) and remote.has_our_card:
             result.files, result.no_op = [_mark(f, "unchanged") for f in files], True
             result.seconds = time.perf_counter() - started
-            say(result.summary())
             return result
+        say("verifying ...")
         verification = _verify(staging, src_path, made, verify, models, transformers_python)
         result.verification = verification
         if verification is not None and not verification.passed:
@@ -159,13 +160,11 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         if dry_run or all(f.action == "unchanged" for f in result.files):
             result.no_op = not dry_run
             result.seconds = time.perf_counter() - started
-            say(result.summary())
             return result
         message = commit_message or DEFAULT_MESSAGE.format(frameworks=", ".join(fw for fw in targets))
         description = commit_description or (verification.markdown() if verification is not None else None)
         _push(hub, repo_id, result, remote, create_pr, private, message, description, say)
     result.seconds = time.perf_counter() - started
-    say(result.summary())
     return result
 
 
