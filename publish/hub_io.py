@@ -84,14 +84,17 @@ class Hub:
 
     @classmethod
     def resolve(cls, endpoint: str | None = None, token: str | None = None) -> "Hub":
-        """``endpoint`` else ``HF_ENDPOINT`` else huggingface.co; ``token`` else ``HF_TOKEN`` else the stored login."""
+        """``endpoint`` else ``HF_ENDPOINT`` else huggingface.co; ``token`` else ``HF_TOKEN`` else the stored login.
+
+        The stored login (``hf auth login``) is a huggingface.co token: it is never sent to another host.
+        """
         url = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
         if not urlparse(url).scheme or not urlparse(url).hostname:
             raise InputError("--endpoint", f"not a URL: {url!r}")
         if token is None:
             from huggingface_hub import get_token
 
-            token = get_token()
+            token = get_token() if is_official_hub(url) else os.environ.get("HF_TOKEN")
         return cls(url, token or None)
 
     @property
