@@ -368,6 +368,7 @@ class Store:
             d = self.discussion(repo, num)
             if not d["is_pr"] or d["status"] not in ("open", "draft"):
                 raise bad_request(f"Discussion {num} is not an open pull request")
+            branch_ref(d["base_ref"])  # a base stored before names were checked is not written to
             changes, conflicts = self.pr_changes(repo, d)
             if conflicts:
                 raise ApiError(409, f"Pull request {num} conflicts on: {', '.join(conflicts)}", "Conflict")
