@@ -302,8 +302,14 @@ def test_no_commit_body_makes_the_commit_endpoint_fail(inproc: InProcessHub, bod
     _assert_answered(status, out, f"commit {body[:200]!r}")
 
 
+def _digits(text: str) -> str:
+    """Some number from fuzzed text: its length in nines, so huge numbers come up too."""
+    return "9" * (1 + len(text) % 40)
+
+
 @fuzz_settings(150)
-@given(text_like(REFS), text_like(PATHS), st.sampled_from(["tree", "resolve", "revision", "commits", "paths-info"]))
+@given(text_like(REFS), text_like(PATHS),
+       st.sampled_from(["tree", "resolve", "revision", "commits", "paths-info", "discussion", "merge"]))
 def test_no_revision_or_path_in_a_url_makes_a_read_fail(inproc: InProcessHub, rev: str, path: str, kind: str) -> None:
     r = quote(rev.encode("utf-8", "surrogatepass"), safe="")
     p = quote(path.encode("utf-8", "surrogatepass"), safe="/")
@@ -314,6 +320,8 @@ def test_no_revision_or_path_in_a_url_makes_a_read_fail(inproc: InProcessHub, re
         "commits": (f"/api/models/alice/fuzz/commits/{r}", "GET", b""),
         "paths-info": (f"/api/models/alice/fuzz/paths-info/{r}", "POST",
                        ("paths=" + quote(path.encode("utf-8", "surrogatepass"))).encode()),
+        "discussion": (f"/api/models/alice/fuzz/discussions/{_digits(rev)}", "GET", b""),
+        "merge": (f"/api/models/alice/fuzz/discussions/{_digits(path)}/merge", "POST", b""),
     }[kind]
     status, out = inproc.request(method, url, body, "application/x-www-form-urlencoded")
     if kind == "resolve" and status in (200, 206):

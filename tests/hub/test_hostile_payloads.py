@@ -193,3 +193,15 @@ def test_a_bracket_bomb_card_does_not_stall_the_web_page(server) -> None:
     assert status == 200 and b"[[[[" in page
     assert time.monotonic() - started < 10
     assert_healthy(hub.url)
+
+
+@pytest.mark.parametrize("url", ["/api/models/{repo}/discussions/99999999999999999999999",
+                                 "/api/models/{repo}/discussions/99999999999999999999999/merge",
+                                 "/api/models/{repo}/discussions/0/status",
+                                 "/api/models/{repo}/discussions?p=99999999999999999999999"])
+def test_huge_numbers_in_urls_answer_4xx(server, repo: str, url: str) -> None:
+    hub, token = server
+    method = "POST" if url.endswith(("/merge", "/status")) else "GET"
+    status, _, out = raw(hub.url, method, url.format(repo=repo), b"", token)
+    assert status in (200, 400, 404), out
+    assert_healthy(hub.url)
