@@ -340,7 +340,8 @@ class Store:
         return self.q("SELECT * FROM discussions WHERE repo_id=? ORDER BY num DESC", repo.id)
 
     def discussion(self, repo: Repo, num: int) -> sqlite3.Row:
-        row = self.q1("SELECT * FROM discussions WHERE repo_id=? AND num=?", repo.id, num)
+        # SQLite integers are 64-bit: a longer number from a URL can name no discussion.
+        row = self.q1("SELECT * FROM discussions WHERE repo_id=? AND num=?", repo.id, num) if 0 < num < 1 << 62 else None
         if row is None:
             raise ApiError(404, f"Discussion {num} not found", "DiscussionNotFound")
         return row
