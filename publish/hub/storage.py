@@ -341,7 +341,9 @@ class Store:
 
     def discussion(self, repo: Repo, num: int) -> sqlite3.Row:
         # SQLite integers are 64-bit: a longer number from a URL can name no discussion.
-        row = self.q1("SELECT * FROM discussions WHERE repo_id=? AND num=?", repo.id, num) if 0 < num < 1 << 62 else None
+        row = None
+        if 0 < num < 1 << 62:
+            row = self.q1("SELECT * FROM discussions WHERE repo_id=? AND num=?", repo.id, num)
         if row is None:
             raise ApiError(404, f"Discussion {num} not found", "DiscussionNotFound")
         return row
