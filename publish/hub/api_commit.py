@@ -17,28 +17,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .api_repos import read_json
 from .auth import HubContext
 from .blobs import git_blob_sha1, lfs_pointer
+from .bodies import field, objects, read_json, text
+from .commit_payload import INLINE_LIMIT, decode_inline, read_lines, spool
 from .errors import ApiError, bad_request, forbidden
+from .names import check_path
 from .responses import base_url, iso, json_response
 from .storage import GITATTRIBUTES, Repo, branch_ref
 
-REGULAR_LIMIT = 10 << 20
+REGULAR_LIMIT = INLINE_LIMIT  # above it, preupload answers LFS: inline lines stay bounded
 LFS_PATTERNS = [line.split()[0] for line in GITATTRIBUTES.splitlines() if line]
 DISCUSSION_PAGE = 50
 Op = tuple[str, str, "list[Any] | None"]
 LEGACY_UA = re.compile(r"\bhf_hub/0\.")
-
-
-def check_path(path: Any) -> str:
-    """Reject paths that could escape the repository or confuse git."""
-    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path or "\0" in path:
-        raise bad_request(f"Invalid path: {path!r}")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts) or parts[0] == ".git":
-        raise bad_request(f"Invalid path: {path!r}")
-    return path
 
 
 def upload_mode(path: str, size: int, sample: bytes) -> str:
@@ -59,15 +51,15 @@ def _flag(request: Request, name: str) -> bool:
 async def preupload(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     repo, _ = ctx.repo(request, t, ns, name, write=True)
     files = ctx.store.tree_files(ctx.store.resolve(repo, rev))
-    data = await read_json(request)
+    data = await read_json(request, ctx.body_timeout, "preupload body")
     out = []
-    for f in data.get("files") or []:
+    for f in objects(data, "files"):
         path = check_path(f.get("path"))
         try:
-            sample = base64.b64decode(f.get("sample") or "")
-        except binascii.Error:
+            sample = base64.b64decode(text(f, "sample")[:1024])
+        except (binascii.Error, ValueError):
             sample = b""
-        mode = upload_mode(path, int(f.get("size") or 0), sample)
+        mode = upload_mode(path, field(f, "size", int, 0), sample)
         item: dict[str, Any] = {"path": path, "uploadMode": mode, "shouldIgnore": False}
         if entry := files.get(path):
             # The client drops a file whose id equals this one: it is unchanged.
@@ -76,18 +68,11 @@ async def preupload(ctx: HubContext, request: Request, t: str, ns: str, name: st
     return json_response({"files": out, "commitOid": None})
 
 
-def _parse_payload(ctx: HubContext, repo: Repo, spool: Path) -> tuple[dict[str, Any], list[Op]]:
+def _parse_payload(ctx: HubContext, repo: Repo, spooled: Path) -> tuple[dict[str, Any], list[Op]]:
     header: dict[str, Any] | None = None
     ops = []
-    with open(spool, "rb") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                key, value = obj["key"], obj["value"]
-            except (ValueError, KeyError, TypeError):
-                raise bad_request("Malformed commit payload: each line must be {key, value}") from None
+    with open(spooled, "rb") as f:
+        for key, value in read_lines(f):  # one line in memory at a time
             if key == "header":
                 header = value
             else:
@@ -100,8 +85,8 @@ def _parse_payload(ctx: HubContext, repo: Repo, spool: Path) -> tuple[dict[str, 
 def _apply(ctx: HubContext, request: Request, repo: Repo, user: str, rev: str, header: dict[str, Any],
            ops: list[Op]) -> tuple[str, int | None]:
     """One transaction: open the PR if asked, check the parent, write the commit, move the ref."""
-    title = str(header.get("summary") or "").strip() or "Upload files"
-    message = str(header.get("description") or "")
+    title = header["summary"].strip() or "Upload files"
+    message = header["description"]
     store = ctx.store
     with store.tx():
         pr_num = None
@@ -115,54 +100,41 @@ def _apply(ctx: HubContext, request: Request, repo: Repo, user: str, rev: str, h
                 if d["status"] not in ("open", "draft"):
                     raise forbidden(f"Pull request {d['num']} is {d['status']}: it takes no more commits")
                 pr_num = d["num"]
-        cid = store.commit(repo, ref, ops, title, message, user, header.get("parentCommit"))
+        cid = store.commit(repo, ref, ops, title, message, user, header["parentCommit"])
         if pr_num is not None:
             store.add_event(repo, pr_num, "commit", user, {"subject": title, "oid": cid})
     return cid, pr_num
 
 
 def _op(ctx: HubContext, repo: Repo, key: str, value: dict[str, Any]) -> Op:
-    raw = value.get("path")
-    path = check_path(raw.rstrip("/") if key == "deletedFolder" and isinstance(raw, str) else raw)
+    """A checked line (`commit_payload.parse_line`) → an operation, storing inline content now."""
+    path = value["path"]
     if key == "file":
-        if value.get("encoding", "base64") != "base64":
-            raise bad_request(f"Unsupported encoding for {path}")
-        try:
-            content = base64.b64decode(value.get("content") or "", validate=True)
-        except binascii.Error:
-            raise bad_request(f"Invalid base64 content for {path}") from None
-        sha1, size = ctx.store.blobs.put_regular(content)
+        sha1, size = ctx.store.blobs.put_regular(decode_inline(path, value["content"]))
         return ("add", path, [sha1, size, None])
     if key == "lfsFile":
-        oid = str(value.get("oid", ""))
-        if value.get("algo", "sha256") != "sha256":
-            raise bad_request("Only sha256 LFS objects are supported")
+        oid = value["oid"]
         size = ctx.store.lfs_size(repo, oid)  # a server-side copy sends no size
         if size is None or not ctx.store.blobs.has_lfs(oid):
             raise bad_request(f"LFS object {oid} for {path} was not uploaded to this repository")
-        if value.get("size") is not None and int(value["size"]) != size:
+        if value["size"] is not None and value["size"] != size:
             raise bad_request(f"Size of {path} does not match its LFS object")
         return ("add", path, [git_blob_sha1(lfs_pointer(oid, size)), size, oid])
-    if key == "deletedFile":
-        return ("delete", path, None)
-    if key == "deletedFolder":
-        return ("delete_folder", path, None)
-    raise bad_request(f"Unknown commit operation {key!r}")
+    return ("delete" if key == "deletedFile" else "delete_folder", path, None)
 
 
 async def commit(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     repo, user = ctx.repo(request, t, ns, name, write=True)
     # Spool the body to disk first: regular files arrive base64-inline and may be large.
-    fd, spool = ctx.store.blobs.tmp_file(".ndjson")
+    fd, spooled = ctx.store.blobs.tmp_file(".ndjson")
     try:
         with os.fdopen(fd, "wb") as f:
-            async for chunk in request.stream():
-                f.write(chunk)
+            await spool(request, f)
         # Decoding, hashing and fsyncing blobs, then the SQLite commit, run off the event loop so
         # one large commit does not stall every other client.
-        header, ops = await run_in_threadpool(_parse_payload, ctx, repo, spool)
+        header, ops = await run_in_threadpool(_parse_payload, ctx, repo, spooled)
     finally:
-        spool.unlink(missing_ok=True)
+        spooled.unlink(missing_ok=True)
     cid, pr_num = await run_in_threadpool(_apply, ctx, request, repo, user or "", rev, header, ops)
     base = f"{base_url(request)}/{repo.repo_id}"
     # huggingface_hub 0.x parses commitUrl against its global endpoint, not HfApi(endpoint=); it
@@ -189,12 +161,12 @@ def event_json(e: sqlite3.Row) -> dict[str, Any]:
 async def list_discussions(ctx: HubContext, request: Request, t: str, ns: str, name: str) -> Response:
     repo, user = ctx.repo(request, t, ns, name, write=request.method == "POST")
     if request.method == "POST":
-        data = await read_json(request)
-        title = str(data.get("title") or "").strip()
+        data = await read_json(request, ctx.body_timeout)
+        title = text(data, "title").strip()
         if len(title) < 3:
             raise bad_request("Title must be at least 3 characters")
-        num = ctx.store.create_discussion(repo, title, str(data.get("description") or ""), user or "",
-                                          bool(data.get("pullRequest")))
+        num = ctx.store.create_discussion(repo, title, text(data, "description"), user or "",
+                                          field(data, "pullRequest", bool, False))
         return json_response({"num": num, **discussion_json(repo, ctx.store.discussion(repo, num))})
     qp = request.query_params
     items = ctx.store.discussions(repo)
@@ -233,8 +205,8 @@ async def discussion_action(ctx: HubContext, request: Request, t: str, ns: str, 
     repo, user = ctx.repo(request, t, ns, name, write=True)
     n = int(num)
     d = ctx.store.discussion(repo, n)
-    data = await read_json(request)  # merge may come with an empty body and no content type
-    comment = str(data.get("comment") or "")
+    data = await read_json(request, ctx.body_timeout)  # merge may come with an empty body and no content type
+    comment = text(data, "comment")
     if comment:
         eid = ctx.store.add_event(repo, n, "comment", user or "",
                                   {"edited": False, "hidden": False, "latest": {"raw": comment, "html": ""}})

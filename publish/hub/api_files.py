@@ -3,7 +3,6 @@ client's cache needs (`X-Repo-Commit`, `ETag`, `X-Linked-Etag`, `X-Linked-Size`)
 from __future__ import annotations
 
 import hashlib
-import json
 import mimetypes
 import re
 from typing import Any
@@ -13,23 +12,20 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .auth import HubContext
-from .blobs import BlobStore
-from .errors import ApiError, entry_not_found
+from .blobs import BlobStore, lfs_pointer
+from .bodies import JSON_LIMIT, field, parse_json, read_body
+from .errors import ApiError, bad_request, entry_not_found
 from .responses import error_response, iso, json_response, paged
 from .storage import Files, Repo
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def _pointer_size(oid: str, size: int) -> int:
-    return len(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
-
-
 def file_item(path: str, entry: list[Any]) -> dict[str, Any]:
     sha1, size, lfs = entry
     item: dict[str, Any] = {"type": "file", "oid": sha1, "size": size, "path": path}
     if lfs:
-        item["lfs"] = {"oid": lfs, "size": size, "pointerSize": _pointer_size(lfs, size)}
+        item["lfs"] = {"oid": lfs, "size": size, "pointerSize": len(lfs_pointer(lfs, size))}
     return item
 
 
@@ -99,13 +95,17 @@ async def tree(ctx: HubContext, request: Request, t: str, ns: str, name: str, re
 async def paths_info(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev: str) -> Response:
     repo, _ = ctx.repo(request, t, ns, name)
     cid = ctx.store.resolve(repo, rev)
-    body = (await request.body()).decode("utf-8", "replace")
+    body = await read_body(request, JSON_LIMIT, "paths-info body", ctx.body_timeout)
     if request.headers.get("content-type", "").startswith("application/json"):
-        data = json.loads(body or "{}")
-        paths, expand = list(data.get("paths") or []), bool(data.get("expand"))
+        data = parse_json(body or b"{}", "paths-info body")
+        if not isinstance(data, dict):
+            raise bad_request("paths-info body must be a JSON object")
+        paths, expand = field(data, "paths", list, []), field(data, "expand", bool, False)
     else:
-        form = parse_qs(body)
+        form = parse_qs(body.decode("utf-8", "replace"))
         paths, expand = form.get("paths", []), form.get("expand", ["false"])[0] in ("true", "True", "1")
+    if not all(isinstance(p, str) for p in paths):
+        raise bad_request("paths must be a list of strings")
     files = ctx.store.tree_files(cid)
     dirs = directories(files)
     items = []

@@ -22,6 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from .auth import HubContext
+from .bodies import declared_length, field, objects as field_objects, read_json, text
 from .errors import ApiError, bad_request, forbidden
 from .responses import base_url, json_response
 
@@ -61,15 +62,15 @@ def lfs_error(status: int, message: str) -> Response:
 
 
 async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = "model") -> Response:
-    data: dict[str, Any] = json.loads(await request.body() or b"{}")
-    operation = data.get("operation")
-    repo, _ = ctx.repo(request, t, ns, name, write=operation == "upload")
-    if operation != "upload":
+    ctx.repo(request, t, ns, name)  # 404 for a missing or hidden repository, before reading the body
+    data = await read_json(request, ctx.body_timeout, "LFS batch body")
+    if text(data, "operation") != "upload":
         raise bad_request("Only the upload operation is served; download through /resolve/")
-    if data.get("hash_algo", "sha256") != "sha256":
+    repo, _ = ctx.repo(request, t, ns, name, write=True)
+    if text(data, "hash_algo", "sha256") != "sha256":
         raise bad_request("Only sha256 is supported")
     objects = []
-    for obj in data.get("objects") or []:
+    for obj in field_objects(data, "objects"):
         oid, size = str(obj.get("oid", "")), obj.get("size")
         if not SHA256_RE.match(oid) or not isinstance(size, int) or size < 0:
             objects.append({"oid": oid, "size": int(size) if isinstance(size, int) else 0,
@@ -94,11 +95,17 @@ async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = 
     return Response(body, media_type=LFS_JSON)
 
 
-async def _stream_to(request: Request, path: Path) -> tuple[str, int]:
+async def _stream_to(request: Request, path: Path, limit: int) -> tuple[str, int]:
+    """Write the body to `path`, hashing it; 400 (the upload URL's size) once it passes `limit`."""
     digest = hashlib.sha256()
     size = 0
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise bad_request(f"Upload of {declared} bytes exceeds the {limit} bytes this URL was issued for")
     with open(path, "wb") as f:
         async for chunk in request.stream():
+            if size + len(chunk) > limit:
+                raise bad_request(f"Upload exceeds the {limit} bytes this URL was issued for")
             if chunk:
                 digest.update(chunk)
                 f.write(chunk)
@@ -115,7 +122,7 @@ async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size
     fd, tmp = ctx.store.blobs.tmp_file(".upload")
     os.close(fd)
     try:
-        got, got_size = await _stream_to(request, tmp)
+        got, got_size = await _stream_to(request, tmp, nbytes)
         if got != oid or got_size != nbytes:
             raise bad_request(f"Uploaded content does not match oid {oid} / size {nbytes} (got {got_size} bytes)")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
@@ -150,10 +157,13 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
     d.mkdir(exist_ok=True)
     tmp = d / f"{n:05d}.partial"
     try:
-        digest, _ = await _stream_to(request, tmp)
+        digest, _ = await _stream_to(request, tmp, min(PART_SIZE, nbytes - (n - 1) * PART_SIZE))
     except ClientDisconnect:
         tmp.unlink(missing_ok=True)
         return Response(b"", status_code=400)
+    except ApiError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, d / f"{n:05d}.{digest}")
     return Response(b"", headers={"ETag": f'"{digest}"'})
 
@@ -162,14 +172,19 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
                    sig: str) -> Response:
     """Multipart completion: join the parts in order, check sha256 and size, publish."""
     rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
-    data = json.loads(await request.body() or b"{}")
+    data = await read_json(request, ctx.body_timeout, "multipart completion body")
     d = _parts_dir(ctx, rid, oid)
-    parts = sorted(data.get("parts") or [], key=lambda p: int(p["partNumber"]))
+    parts = []
+    for p in field_objects(data, "parts"):
+        number, etag = field(p, "partNumber", int), text(p, "etag")
+        if number is None or not 1 <= number <= -(-nbytes // PART_SIZE) or not SHA256_RE.match(etag.strip('"')):
+            raise bad_request(f"Invalid part {p!r}")
+        parts.append((number, etag.strip('"')))
     sources = []
-    for p in parts:
-        f = d / f"{int(p['partNumber']):05d}.{str(p.get('etag', '')).strip(chr(34))}"
+    for number, etag in sorted(parts):
+        f = d / f"{number:05d}.{etag}"
         if not f.is_file():
-            raise bad_request(f"Part {p['partNumber']} missing or its etag does not match")
+            raise bad_request(f"Part {number} missing or its etag does not match")
         sources.append(f)
     if len(sources) != -(-nbytes // PART_SIZE):
         raise bad_request("Wrong number of parts")
@@ -189,8 +204,8 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
 
 async def verify(ctx: HubContext, request: Request, ns: str, name: str, t: str = "model") -> Response:
     repo, _ = ctx.repo(request, t, ns, name, write=True)
-    data = json.loads(await request.body() or b"{}")
-    oid, size = str(data.get("oid", "")), data.get("size")
+    data = await read_json(request, ctx.body_timeout, "LFS verify body")
+    oid, size = text(data, "oid"), field(data, "size", int)
     if ctx.store.lfs_size(repo, oid) != size or not ctx.store.blobs.has_lfs(oid):
         return lfs_error(404, f"Object {oid} not found")
     return json_response({"oid": oid, "size": size})

@@ -5,38 +5,36 @@ Each handler is `async (ctx, request, **path_params) -> Response`; `server.py` r
 """
 from __future__ import annotations
 
-import json
+import functools
 import sqlite3
+from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .auth import HubContext, check_name
+from .blobs import lfs_pointer
+from .bodies import field, read_json, text
 from .cards import CardError, card_data, card_tags, split_card
 from .errors import ApiError, bad_request, forbidden, repo_not_found
+from .names import check_ref_name
 from .responses import base_url, error_response, iso, json_response, paged
 from .storage import Repo
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise bad_request("Request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise bad_request("Request body must be a JSON object")
-    return data
 
 
 def readme_meta(ctx: HubContext, files: dict[str, list[Any]]) -> dict[str, Any]:
     entry = files.get("README.md")
     if not entry or entry[2] or entry[1] > 1 << 20:
         return {}
-    return card_data(ctx.store.blobs.regular_path(entry[0]).read_text("utf-8", errors="replace"))
+    return _card_data(ctx.store.blobs.regular_path(entry[0]))
+
+
+@functools.lru_cache(maxsize=256)
+def _card_data(path: Path) -> dict[str, Any]:
+    # Keyed by the README's content-addressed path: parsed once per distinct card, never stale.
+    return card_data(path.read_text("utf-8", errors="replace"))
 
 
 def repo_json(ctx: HubContext, request: Request, repo: Repo, cid: str, full: bool = True) -> dict[str, Any]:
@@ -58,15 +56,11 @@ def repo_json(ctx: HubContext, request: Request, repo: Repo, cid: str, full: boo
             if (request.query_params.get("blobs") or "").lower() in ("1", "true"):
                 item.update(size=size, blobId=sha1)
                 if lfs:
-                    item["lfs"] = {"size": size, "sha256": lfs, "pointerSize": _pointer_size(lfs, size)}
+                    item["lfs"] = {"size": size, "sha256": lfs, "pointerSize": len(lfs_pointer(lfs, size))}
             siblings.append(item)
         out["siblings"] = siblings
         out["usedStorage"] = sum(v[1] for v in files.values())
     return out
-
-
-def _pointer_size(oid: str, size: int) -> int:
-    return len(f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n")
 
 
 async def whoami(ctx: HubContext, request: Request) -> Response:
@@ -80,21 +74,21 @@ async def whoami(ctx: HubContext, request: Request) -> Response:
 
 
 def _target(data: dict[str, Any], user: str) -> tuple[str, str, str]:
-    rtype = data.get("type") or "model"
+    rtype = text(data, "type") or "model"
     if rtype not in ("model", "dataset", "space"):
         raise bad_request(f"Unknown repo type {rtype!r}")
     if rtype != "model":
         raise bad_request(f"Only model repositories are supported by this server (got {rtype})")
-    name = check_name(str(data.get("name") or ""), "repository")
-    namespace = check_name(str(data.get("organization") or user), "namespace")
+    name = check_name(text(data, "name"), "repository")
+    namespace = check_name(text(data, "organization") or user, "namespace")
     return rtype, namespace, name
 
 
 async def create_repo(ctx: HubContext, request: Request) -> Response:
     user = ctx.user(request, required=True) or ""
-    data = await read_json(request)
+    data = await read_json(request, ctx.body_timeout)
     rtype, namespace, name = _target(data, user)
-    private = data.get("visibility") == "private" or data.get("private") is True
+    private = text(data, "visibility") == "private" or field(data, "private", bool) is True
     url = f"{base_url(request)}/{namespace}/{name}"
     if not ctx.can_write(user, namespace):
         raise forbidden(f"You don't have the rights to create a model under the namespace {namespace!r}")
@@ -112,7 +106,7 @@ async def create_repo(ctx: HubContext, request: Request) -> Response:
 
 async def delete_repo(ctx: HubContext, request: Request) -> Response:
     user = ctx.user(request, required=True) or ""
-    data = await read_json(request)
+    data = await read_json(request, ctx.body_timeout)
     rtype, namespace, name = _target(data, user)
     repo = ctx.store.get_repo(rtype, namespace, name)
     allowed = ctx.can_write(user, namespace)
@@ -126,10 +120,13 @@ async def delete_repo(ctx: HubContext, request: Request) -> Response:
 
 async def settings(ctx: HubContext, request: Request, t: str, ns: str, name: str) -> Response:
     repo, _ = ctx.repo(request, t, ns, name, write=True)
-    data = await read_json(request)
-    private = data.get("private")
-    if "visibility" in data:
-        private = data["visibility"] == "private"
+    data = await read_json(request, ctx.body_timeout)
+    private = field(data, "private", bool)
+    visibility = text(data, "visibility")
+    if visibility:
+        if visibility not in ("private", "public"):
+            raise bad_request(f"visibility must be 'private' or 'public', got {visibility!r}")
+        private = visibility == "private"
     if private is not None:
         ctx.store.set_private(repo, bool(private))
     return json_response({"private": bool(private) if private is not None else repo.private})
@@ -202,8 +199,6 @@ async def list_commits(ctx: HubContext, request: Request, t: str, ns: str, name:
 
 async def branch(ctx: HubContext, request: Request, t: str, ns: str, name: str, branch: str) -> Response:
     repo, _ = ctx.repo(request, t, ns, name, write=True)
-    if branch.startswith("refs/") or not branch or "//" in branch or branch.endswith("/"):
-        raise bad_request(f"Invalid branch name: {branch!r}")
     ref = f"refs/heads/{branch}"
     if request.method == "DELETE":
         if branch == "main":
@@ -212,8 +207,11 @@ async def branch(ctx: HubContext, request: Request, t: str, ns: str, name: str, 
             raise ApiError(404, f"Branch {branch} not found", "RevisionNotFound")
         ctx.store.set_ref(repo, ref, None)
         return json_response({})
-    data = await read_json(request)
-    start = ctx.store.resolve(repo, str(data.get("startingPoint") or "main"))
+    check_ref_name(branch, "branch")
+    if branch.startswith("refs/"):
+        raise bad_request(f"Invalid branch name {branch!r}: give the name without refs/")
+    data = await read_json(request, ctx.body_timeout)
+    start = ctx.store.resolve(repo, text(data, "startingPoint") or "main")
     ctx.store.set_ref(repo, ref, start, must_be_new=True)
     return json_response({})
 
@@ -225,10 +223,10 @@ async def tag(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev
             raise ApiError(404, f"Tag {rev} not found", "RevisionNotFound")
         ctx.store.set_ref(repo, f"refs/tags/{rev}", None)
         return json_response({})
-    data = await read_json(request)
-    tag_name = str(data.get("tag") or "")
-    if not tag_name or tag_name.startswith("refs/") or " " in tag_name:
-        raise bad_request(f"Invalid tag name: {tag_name!r}")
+    data = await read_json(request, ctx.body_timeout)
+    tag_name = check_ref_name(data.get("tag"), "tag")
+    if tag_name.startswith("refs/"):
+        raise bad_request(f"Invalid tag name {tag_name!r}: give the name without refs/")
     ctx.store.set_ref(repo, f"refs/tags/{tag_name}", ctx.store.resolve(repo, rev), must_be_new=True)
     return json_response({})
 
@@ -236,11 +234,11 @@ async def tag(ctx: HubContext, request: Request, t: str, ns: str, name: str, rev
 async def validate_yaml(ctx: HubContext, request: Request) -> Response:
     # The client parses this body before checking the status: it must be JSON every time.
     try:
-        data = await read_json(request)
-        split_card(str(data.get("content") or ""))
+        data = await read_json(request, ctx.body_timeout)
+        await run_in_threadpool(split_card, text(data, "content"))
     except CardError as e:
         return json_response({"errors": [{"message": str(e)}], "warnings": []}, status=400)
     except ApiError as e:
-        return json_response({"errors": [{"message": e.message}], "warnings": []}, status=400)
+        return json_response({"errors": [{"message": e.message}], "warnings": []}, status=e.status)
     return json_response({"errors": [], "warnings": []})
 

@@ -72,11 +72,13 @@ def create_token(data_dir: str | os.PathLike[str], user: str, org: str | None = 
 
 @dataclass
 class HubContext:
-    """Everything a request handler needs: the store, the upload-signing secret, page size."""
+    """Everything a request handler needs: the store, the upload-signing secret, page size, and the
+    seconds a JSON body may take to arrive."""
 
     store: Store
     page_size: int = 1000
     secret: bytes = field(default=b"")
+    body_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if not self.secret:

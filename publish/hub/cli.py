@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tensorferry.converters.errors import HubError, InputError
 
+from .connections import Limits
 from .local import default_data_dir
 
 
@@ -32,6 +33,14 @@ def add_subparser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
     serve.add_argument("--data-dir", type=Path, default=None,
                        help=f"where repositories live (default: {default_data_dir()})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    defaults = Limits()
+    serve.add_argument("--header-timeout", type=float, default=defaults.header_timeout, metavar="S",
+                       help=f"seconds a request head may take to arrive (default: {defaults.header_timeout:g})")
+    serve.add_argument("--idle-timeout", type=float, default=defaults.idle_timeout, metavar="S",
+                       help="seconds a request body may stall, or a JSON body take in all, or a client not "
+                            f"read a response (default: {defaults.idle_timeout:g})")
+    serve.add_argument("--max-connections", type=int, default=defaults.max_connections, metavar="N",
+                       help=f"open connections at most (default: {defaults.max_connections})")
     serve.add_argument("--page-size", type=int, default=1000, help=argparse.SUPPRESS)
     serve.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
@@ -52,9 +61,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     data_dir = args.data_dir or default_data_dir()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: serving on {args.host}: plain HTTP, tokens travel unencrypted", file=sys.stderr)
+    if min(args.header_timeout, args.idle_timeout) <= 0 or args.max_connections < 1:
+        raise InputError("hub serve", "timeouts must be positive and --max-connections at least 1")
+    limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
     try:
         serve(data_dir, host=args.host, port=args.port, ready_file=args.ready_file,
-              page_size=args.page_size, log_level=args.log_level)
+              page_size=args.page_size, log_level=args.log_level, limits=limits)
+    except ValueError as e:  # TENSORFERRY_HUB_FAULTS
+        raise HubError("hub serve", str(e)) from None
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise HubError(f"{args.host}:{args.port}", "address already in use; pick another --port") from None

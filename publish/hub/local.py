@@ -37,8 +37,14 @@ class LocalHub:
 
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1",
                  port: int = 0, page_size: int = 1000, startup_timeout: float = 60.0,
-                 log_level: str = "warning") -> None:
+                 log_level: str = "warning", header_timeout: float | None = None,
+                 idle_timeout: float | None = None, max_connections: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
+        # Limits left None keep the server's defaults; `env` adds variables (e.g. TENSORFERRY_HUB_FAULTS).
+        self.options = {"--header-timeout": header_timeout, "--idle-timeout": idle_timeout,
+                        "--max-connections": max_connections}
+        self.env = dict(env or {})
         self.host, self.port, self.page_size = host, port, page_size
         self.startup_timeout, self.log_level = startup_timeout, log_level
         self.url = ""
@@ -58,7 +64,8 @@ class LocalHub:
         cmd = [sys.executable, "-m", "tensorferry.publish.hub", "serve", "--host", self.host,
                "--port", str(self.port), "--data-dir", str(self.data_dir), "--ready-file", str(ready),
                "--page-size", str(self.page_size), "--log-level", self.log_level]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        cmd += [x for flag, value in self.options.items() if value is not None for x in (flag, str(value))]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             stdin=subprocess.DEVNULL)

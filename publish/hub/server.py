@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import unquote
@@ -22,13 +23,16 @@ from starlette.responses import Response
 
 from . import api_commit, api_files, api_lfs, api_repos, web
 from .auth import HubContext
+from .connections import Limits, protocol_class
 from .errors import ApiError
+from .faults import ENV as FAULTS_ENV, parse_faults
 from .responses import error_response, json_response
 from .storage import Store
 
 log = logging.getLogger("tensorferry.hub")
 Handler = Callable[..., Awaitable[Response]]
 
+HEAD_LIMIT = 16 << 10  # request line and headers
 REPO = r"/api/(?P<t>models|datasets|spaces)/(?P<ns>[^/]+)/(?P<name>[^/]+)"
 FILES = r"/(?:(?P<tp>datasets|spaces)/)?(?P<ns>[^/]+)/(?P<name>[^/]+)"
 TICKET = r"/lfs/upload/(?P<repo_id>\d+)/(?P<oid>[0-9a-f]{64})/(?P<size>\d+)/(?P<expiry>\d+)/(?P<sig>[0-9a-f]+)"
@@ -87,9 +91,10 @@ def _params(match: re.Match[str]) -> dict[str, Any]:
     return params
 
 
-def create_app(data_dir: str | os.PathLike[str], page_size: int = 1000) -> Callable[..., Awaitable[None]]:
-    """The ASGI app over the store in `data_dir`."""
-    ctx = HubContext(Store(Path(data_dir)), page_size=page_size)
+def create_app(data_dir: str | os.PathLike[str], page_size: int = 1000,
+               body_timeout: float = 60.0) -> Callable[..., Awaitable[None]]:
+    """The ASGI app over the store in `data_dir`; JSON bodies must arrive within `body_timeout` s."""
+    ctx = HubContext(Store(Path(data_dir)), page_size=page_size, body_timeout=body_timeout)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -147,19 +152,27 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(128)
+    sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
 
 def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765,
-          ready_file: str | None = None, page_size: int = 1000, log_level: str = "warning") -> None:
+          ready_file: str | None = None, page_size: int = 1000, log_level: str = "warning",
+          limits: Limits = Limits()) -> None:
     """Run the Hub until interrupted. `ready_file` receives the endpoint URL once listening.
 
-    Example: `serve("~/.cache/tensorferry/hub", port=0, ready_file="/tmp/hub.url")`.
+    Reads `TENSORFERRY_HUB_FAULTS` (TEST-ONLY fault injection, see faults.py); a bad value is a
+    ValueError before anything starts. Example:
+    `serve("~/.cache/tensorferry/hub", port=0, ready_file="/tmp/hub.url")`.
     """
     import uvicorn
 
+    faults = parse_faults(os.environ.get(FAULTS_ENV))
+    if faults is not None:
+        print(f"WARNING: {FAULTS_ENV} is set: TEST-ONLY fault injection, {faults.describe()} of API and LFS "
+              "requests fail on purpose. Never run a real Hub like this.", file=sys.stderr, flush=True)
+    protocol = protocol_class(limits, faults)
     data = Path(data_dir).expanduser()
     store = Store(data)
     store.blobs.clean_tmp()  # leftovers of a crash: never visible, safe to drop before serving
@@ -167,12 +180,15 @@ def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int =
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{actual}"
-    app = create_app(data, page_size=page_size)
+    app = create_app(data, page_size=page_size, body_timeout=limits.idle_timeout)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # http=protocol: uvicorn's h11 protocol with our timeouts and cap (connections.py); h11 itself
+    # refuses a request head over 16 KiB.
     config = uvicorn.Config(app, log_level=log_level, access_log=log_level in ("debug", "info"),
-                            timeout_keep_alive=30, lifespan="on")
+                            timeout_keep_alive=30, lifespan="on", http=protocol,
+                            h11_max_incomplete_event_size=HEAD_LIMIT, backlog=2048)
     server = uvicorn.Server(config)
-    print(f"Local Hub serving {data} on {url}", flush=True)
+    print(f"Local Hub serving {data} on {url} (at most {protocol.cap} connections)", flush=True)
     if ready_file:
         tmp = f"{ready_file}.tmp"
         Path(tmp).write_text(url)

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from .blobs import BlobStore, git_blob_sha1
 from .errors import ApiError, bad_request, entry_not_found, revision_not_found
+from .names import check_ref_name, ref_name_problem, tree_clash
 
 # Hub's default .gitattributes: which names it stores through LFS.
 GITATTRIBUTES = "".join(
@@ -79,7 +80,12 @@ class Repo:
 
 
 def branch_ref(rev: str) -> str:
-    """Full ref name a commit may target: `main` → `refs/heads/main`; `refs/pr/1` is kept."""
+    """Full ref name a commit may target: `main` → `refs/heads/main`; `refs/pr/1` is kept.
+
+    >>> branch_ref("main")
+    'refs/heads/main'
+    """
+    check_ref_name(rev, "revision")
     if rev.startswith("refs/heads/") or re.fullmatch(r"refs/pr/\d+", rev):
         return rev
     if rev.startswith("refs/"):
@@ -203,7 +209,13 @@ class Store:
         return row["commit_id"] if row else None
 
     def resolve(self, repo: Repo, rev: str) -> str:
-        """Branch, tag, full ref, `refs/pr/N`, full or short sha → commit id (404 RevisionNotFound)."""
+        """Branch, tag, full ref, `refs/pr/N`, full or short sha → commit id (404 RevisionNotFound).
+
+        A name git would refuse is never looked up: a ref stored under such a name before names
+        were checked must not reach the client, which writes `refs/<name>` into its cache.
+        """
+        if not HEX_RE.match(rev) and ref_name_problem(rev):
+            raise revision_not_found(rev)
         for name in (f"refs/heads/{rev}", f"refs/tags/{rev}", rev):
             if cid := self.ref(repo, name):
                 return cid
@@ -284,6 +296,8 @@ class Store:
                         raise entry_not_found(path)
                     for p in gone:
                         del files[p]
+            if clash := tree_clash(files, {path for kind, path, _ in ops if kind == "add"}):
+                raise ApiError(409, clash, "Conflict")
             cid = self._insert_commit(repo.id, head, self._put_tree(files), title, message, author)
             db.execute("UPDATE refs SET commit_id=? WHERE repo_id=? AND name=?", (cid, repo.id, ref))
             return cid
@@ -326,7 +340,10 @@ class Store:
         return self.q("SELECT * FROM discussions WHERE repo_id=? ORDER BY num DESC", repo.id)
 
     def discussion(self, repo: Repo, num: int) -> sqlite3.Row:
-        row = self.q1("SELECT * FROM discussions WHERE repo_id=? AND num=?", repo.id, num)
+        # SQLite integers are 64-bit: a longer number from a URL can name no discussion.
+        row = None
+        if 0 < num < 1 << 62:
+            row = self.q1("SELECT * FROM discussions WHERE repo_id=? AND num=?", repo.id, num)
         if row is None:
             raise ApiError(404, f"Discussion {num} not found", "DiscussionNotFound")
         return row
@@ -354,6 +371,7 @@ class Store:
             d = self.discussion(repo, num)
             if not d["is_pr"] or d["status"] not in ("open", "draft"):
                 raise bad_request(f"Discussion {num} is not an open pull request")
+            branch_ref(d["base_ref"])  # a base stored before names were checked is not written to
             changes, conflicts = self.pr_changes(repo, d)
             if conflicts:
                 raise ApiError(409, f"Pull request {num} conflicts on: {', '.join(conflicts)}", "Conflict")

@@ -6,11 +6,14 @@ Content-Security-Policy that forbids scripts.
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
+from pathlib import Path
 from typing import Any
 
 import markdown
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,6 +23,8 @@ from .cards import CardError, split_card
 from .errors import ApiError
 from .responses import iso
 
+MARKDOWN_LIMIT = 256 << 10
+MAX_BRACKETS = 1000
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
@@ -54,6 +59,25 @@ def render_markdown(text: str) -> str:
     md.inlinePatterns.deregister("html")
     out = md.convert(text)
     return re.sub(r'(href|src)="\s*(javascript|vbscript|data):[^"]*"', r'\1="#"', out, flags=re.I)
+
+
+def render_card(text: str) -> str:
+    """The card body as HTML; too long or too bracket-heavy a card is shown as plain text, because
+    python-markdown's link parsing is quadratic in the number of `[` (20k of them take minutes)."""
+    if len(text) > MARKDOWN_LIMIT or text.count("[") > MAX_BRACKETS:
+        return f"<pre class=card-text>{esc(text[:MARKDOWN_LIMIT])}</pre>"
+    return render_markdown(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _card_html(path: Path) -> str:
+    # Keyed by the README's content-addressed path: rendered once per distinct card.
+    text = path.read_text("utf-8", errors="replace")
+    try:
+        body = split_card(text)[1]
+    except CardError:
+        body = text
+    return f"<div class=card-body>{render_card(body)}</div>"
 
 
 def page(title: str, body: str, status: int = 200) -> Response:
@@ -113,12 +137,7 @@ async def repo_page(ctx: HubContext, request: Request, ns: str, name: str) -> Re
     meta = readme_meta(ctx, files)
     card = "<p class=muted>No model card.</p>"
     if (entry := files.get("README.md")) and not entry[2] and entry[1] <= 1 << 20:
-        text = ctx.store.blobs.regular_path(entry[0]).read_text("utf-8", errors="replace")
-        try:
-            body = split_card(text)[1]
-        except CardError:
-            body = text
-        card = f"<div class=card-body>{render_markdown(body)}</div>"
+        card = await run_in_threadpool(_card_html, ctx.store.blobs.regular_path(entry[0]))
     history = ctx.store.history(cid)[:30]
     commits = "".join(f"<tr><td><code>{esc(c['id'][:7])}</code></td><td>{esc(c['title'])}</td>"
                       f"<td>{esc(c['author'])}</td><td class=muted>{esc(iso(c['created_at'])[:19].replace('T', ' '))}</td></tr>"

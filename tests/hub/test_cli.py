@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -49,3 +50,13 @@ def test_serve_on_a_busy_port_exits_4(tmp_path) -> None:
         port = first.url.rsplit(":", 1)[1]
         out = run_cli("serve", "--port", port, "--data-dir", str(tmp_path / "b"))
     assert out.returncode == 4 and "already in use" in out.stderr
+
+
+def test_serve_refuses_bad_limits_and_fault_specs(tmp_path) -> None:
+    for args in (["--header-timeout", "0"], ["--idle-timeout", "-1"], ["--max-connections", "0"]):
+        out = run_cli("serve", "--port", "0", "--data-dir", str(tmp_path), *args)
+        assert out.returncode == 2 and "timeouts must be positive" in out.stderr, (args, out.stderr)
+    env = {**os.environ, "TENSORFERRY_HUB_FAULTS": "500:1.5"}
+    out = subprocess.run([sys.executable, "-m", "tensorferry.publish.hub", "serve", "--port", "0", "--data-dir",
+                          str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 4 and "TENSORFERRY_HUB_FAULTS" in out.stderr, out.stderr

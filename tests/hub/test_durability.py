@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError
 from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
 
-from .hub_helpers import sha256_file
+from .hub_helpers import PeakSampler, rss_anon_kb, sha256_file
 from tensorferry.publish.hub import LocalHub, create_token
 
 BIG = 200 << 20
@@ -40,24 +39,6 @@ def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i in range(BIG >> 20):
             f.write(hashlib.sha256(block + bytes([i % 256, i // 256])).digest() * (1 << 15))
     return path
-
-
-def rss_anon_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1])
-    raise AssertionError("no RssAnon in /proc status")
-
-
-class PeakSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.stop = pid, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            self.peak = max(self.peak, rss_anon_kb(self.pid))
-            time.sleep(0.01)
 
 
 def test_200mb_upload_streams_with_flat_server_memory(tmp_path: Path, big_file: Path) -> None:
