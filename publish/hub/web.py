@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import html
+from urllib.parse import quote
 import re
 from pathlib import Path
 from typing import Any
@@ -52,32 +53,40 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-def render_markdown(text: str) -> str:
+def render_markdown(text: str, files: str = "") -> str:
+    """Markdown to HTML; relative links and images point into the repo's files (FILES), as on the Hub.
+
+    >>> render_markdown("![plot](verification.png) [x](javascript:alert(1))", "/a/b/resolve/main")
+    '<p><img alt="plot" src="/a/b/resolve/main/verification.png" /> <a href="#">x</a></p>'
+    """
     md = markdown.Markdown(extensions=["tables", "fenced_code"])
     # Raw HTML in a card is shown as text: a card must not run scripts in the viewer's browser.
     md.preprocessors.deregister("html_block")
     md.inlinePatterns.deregister("html")
     out = md.convert(text)
-    return re.sub(r'(href|src)="\s*(javascript|vbscript|data):[^"]*"', r'\1="#"', out, flags=re.I)
+    out = re.sub(r'(href|src)="\s*(javascript|vbscript|data):[^"]*"', r'\1="#"', out, flags=re.I)
+    if files:  # a relative URL (no scheme, not absolute, not an anchor) names a file of the repo
+        out = re.sub(r'(href|src)="(?![a-zA-Z][a-zA-Z0-9+.-]*:|/|#)(?:\./)?([^"]+)"', rf'\1="{files}/\2"', out)
+    return out
 
 
-def render_card(text: str) -> str:
+def render_card(text: str, files: str = "") -> str:
     """The card body as HTML; too long or too bracket-heavy a card is shown as plain text, because
     python-markdown's link parsing is quadratic in the number of `[` (20k of them take minutes)."""
     if len(text) > MARKDOWN_LIMIT or text.count("[") > MAX_BRACKETS:
         return f"<pre class=card-text>{esc(text[:MARKDOWN_LIMIT])}</pre>"
-    return render_markdown(text)
+    return render_markdown(text, files)
 
 
 @functools.lru_cache(maxsize=64)
-def _card_html(path: Path) -> str:
-    # Keyed by the README's content-addressed path: rendered once per distinct card.
+def _card_html(path: Path, files: str) -> str:
+    # Keyed by the README's content-addressed path and the files' URL: rendered once per distinct card.
     text = path.read_text("utf-8", errors="replace")
     try:
         body = split_card(text)[1]
     except CardError:
         body = text
-    return f"<div class=card-body>{render_card(body)}</div>"
+    return f"<div class=card-body>{render_card(body, files)}</div>"
 
 
 def page(title: str, body: str, status: int = 200) -> Response:
@@ -137,7 +146,8 @@ async def repo_page(ctx: HubContext, request: Request, ns: str, name: str) -> Re
     meta = readme_meta(ctx, files)
     card = "<p class=muted>No model card.</p>"
     if (entry := files.get("README.md")) and not entry[2] and entry[1] <= 1 << 20:
-        card = await run_in_threadpool(_card_html, ctx.store.blobs.regular_path(entry[0]))
+        card = await run_in_threadpool(_card_html, ctx.store.blobs.regular_path(entry[0]),
+                                       f"/{quote(repo.repo_id)}/resolve/{cid}")
     history = ctx.store.history(cid)[:30]
     commits = "".join(f"<tr><td><code>{esc(c['id'][:7])}</code></td><td>{esc(c['title'])}</td>"
                       f"<td>{esc(c['author'])}</td><td class=muted>{esc(iso(c['created_at'])[:19].replace('T', ' '))}</td></tr>"
