@@ -41,7 +41,7 @@ from . import card as cards
 from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, redact, retry_after, status_of
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
-COMMIT_RETRIES = 3
+COMMIT_RETRIES = 6  # a commit is retried only after checking it did not land
 
 
 @dataclass
