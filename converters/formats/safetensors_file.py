@@ -53,6 +53,8 @@ class SafetensorsFile:
                 if begin != pos:
                     raise InputError(self.path, f"corrupt safetensors header: data offsets overlap or leave a gap at byte {pos}")
                 pos = end
+            if self._start + pos != size:  # as the safetensors library: no bytes the header does not account for
+                raise InputError(self.path, f"corrupt safetensors file: {size - self._start - pos} bytes after the last tensor")
             self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
 
     def _entry(self, name: str, e: object, room: int) -> tuple[tuple[int, ...], np.dtype, int, int]:

@@ -111,6 +111,7 @@ TABLE = {
     "ties-deep": (_ties(deep_json()), NAME, ["tensorferry.ties"]),
     # data
     "truncated-data": (lambda h, d: (h, d[:-10]), NAME, ["truncated"]),
+    "trailing-bytes": (lambda h, d: (h, d + b"hidden payload"), NAME, ["after the last tensor"]),
 }
 
 # Two source tensors that would land on one target name ("fc.weight" → fc/kernel, and a tensor
