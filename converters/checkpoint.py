@@ -105,7 +105,11 @@ CONFIG_FIELDS = {
 
 
 def read_config(path: Path, root: Path) -> dict:
-    """``config.json``, with the fields conversion uses checked (``CONFIG_FIELDS``)."""
+    """``config.json``, with the fields conversion uses checked (``CONFIG_FIELDS``).
+
+    >>> read_config(Path("fixtures/checkpoints/cnn/config.json"), Path("fixtures/checkpoints/cnn"))["model_type"]
+    'tensorferry-tiny-cnn'
+    """
     config = _read_json(path, "config", root)
     for key, (want, ok) in CONFIG_FIELDS.items():
         if config.get(key) is not None and not ok(config[key]):

@@ -160,7 +160,10 @@ def check_table(table: object, where: object) -> dict[str, str]:
 
 
 def check_regexes(patterns, where: object, what: str = "") -> None:
-    """Every pattern compiles (InputError naming ``where`` otherwise)."""
+    """Every pattern compiles (InputError naming ``where`` otherwise).
+
+    >>> check_regexes(["encoder\\.\\d+", "head"], "--kind")
+    """
     for pattern in patterns:
         try:
             re.compile(pattern)

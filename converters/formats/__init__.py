@@ -16,7 +16,6 @@ from pathlib import Path
 from ..constants import CONFIG, FILES, Files
 from ..errors import InputError
 
-
 PARTIAL = ".partial"
 # `.NAME.PID-RANDOM.partial`: the writer's pid tells a dead run's leftovers from a live run's files.
 _PARTIAL = re.compile(r"\.(?P<name>.+)\.(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+\.partial")
@@ -64,7 +63,17 @@ class AtomicOutputs:
         self.current: Path | None = None  # the final name being written, for error messages
 
     def prepare(self, folder: str | os.PathLike, formats: Sequence[Files] = ()) -> Path:
-        """Create ``folder`` if needed, remove dead runs' partial files, note stale files of ``formats``."""
+        """Create ``folder`` if needed, remove dead runs' partial files, note stale files of ``formats``.
+
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "tf_model.h5").write_text("old"), (d / ".tf_model.h5.999999999-x.partial").write_text("dead")
+        >>> with atomic_outputs() as out:
+        ...     _ = out.prepare(d, [FILES["tf"]])
+        ...     _ = out.path(d / "tf_model-00001-of-00001.h5").write_text("new")
+        >>> sorted(p.name for p in d.iterdir())
+        ['tf_model-00001-of-00001.h5']
+        """
         folder = Path(folder)
         self._mkdir(folder)
         if not os.access(folder, os.W_OK):

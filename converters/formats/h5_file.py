@@ -68,6 +68,7 @@ class KerasH5File:
 
     def __init__(self, path: str | Path, model_name: str = "model") -> None:
         self.path = limits.regular_file(path)
+        self._model_name = model_name
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as e:
@@ -77,7 +78,6 @@ class KerasH5File:
             self._index()
         except (KeyError, OSError, ValueError, TypeError, RuntimeError) as e:
             raise InputError(self.path, f"corrupt Keras weights file ({e})") from None
-        self._model_name = model_name
 
     def _refuse_links(self) -> None:
         def visit(name: bytes, info) -> tuple | None:  # returning a value stops the walk
@@ -103,7 +103,7 @@ class KerasH5File:
         first = self._datasets.setdefault(key, ds)
         if first.id != ds.id:
             if first.shape != ds.shape or first.dtype != ds.dtype:
-                raise InputError(self.path, f"weight {key.lstrip(chr(0))!r} is stored twice with different shapes or dtypes ({first.name}, {ds.name})")
+                raise InputError(self.path, f"weight {self._full(key)!r} is stored twice with different shapes or dtypes ({first.name}, {ds.name})")
             self._copies.setdefault(key, []).append(ds)
 
     def _index(self) -> None:
@@ -172,7 +172,20 @@ def native_dtype(ds: h5py.Dataset) -> np.dtype:
 
 
 def check_dataset(path: Path, ds: h5py.Dataset) -> None:
-    """Refuse a dataset whose data is not inside the file, whose dtype is no tensor's, or whose size lies."""
+    """Refuse a dataset whose data is not inside the file, whose dtype is no tensor's, or whose size lies.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.h5"
+    >>> with h5py.File(p, "w") as f:
+    ...     _ = f.create_dataset("w", data=np.zeros(3, ">f4")), f.create_dataset("s", data=["a"])
+    >>> f = h5py.File(p, "r")
+    >>> check_dataset(p, f["w"]), native_dtype(f["w"]).str
+    (None, '<f4')
+    >>> check_dataset(p, f["s"])
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: ...x.h5: dataset '/s' has dtype object (|O): not a numeric tensor type ...
+    """
     what = f"dataset {ds.name!r}"
     dcpl = ds.id.get_create_plist()
     if dcpl.get_layout() == h5d.VIRTUAL:

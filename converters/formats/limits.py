@@ -44,6 +44,13 @@ def regular_file(path: str | os.PathLike, root: str | os.PathLike | None = None)
 
     Symbolic links are followed only within ``root`` (and, for a Hugging Face cache snapshot, its
     ``blobs`` folder): a downloaded folder cannot make tensorferry read, and copy out, a file elsewhere.
+
+    >>> regular_file("fixtures/checkpoints/cnn/config.json", "fixtures/checkpoints/cnn").name
+    'config.json'
+    >>> regular_file("/dev/null")
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: /dev/null: not a regular file (a character device): refused
     """
     path = Path(path)
     try:
@@ -63,7 +70,12 @@ def regular_file(path: str | os.PathLike, root: str | os.PathLike | None = None)
 
 
 def open_regular(path: str | os.PathLike, root: str | os.PathLike | None = None):
-    """Open a regular file for binary reading; never blocks on a FIFO swapped in after the check."""
+    """Open a regular file for binary reading; never blocks on a FIFO swapped in after the check.
+
+    >>> with open_regular("fixtures/checkpoints/cnn/model.safetensors") as fh:
+    ...     len(fh.read(8))
+    8
+    """
     path = regular_file(path, root)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -108,7 +120,11 @@ def parse_json(raw: bytes | str, where: object, what: str) -> object:
 
 
 def read_json(path: str | os.PathLike, what: str, root: str | os.PathLike | None = None) -> object:
-    """A JSON file of at most ``MAX_JSON`` bytes, parsed strictly."""
+    """A JSON file of at most ``MAX_JSON`` bytes, parsed strictly.
+
+    >>> read_json("fixtures/checkpoints/cnn/config.json", "config")["model_type"]
+    'tensorferry-tiny-cnn'
+    """
     with open_regular(path, root) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_JSON:
@@ -161,7 +177,15 @@ def nbytes(dims: tuple[int, ...], dtype: np.dtype, where: object, what: str) -> 
 
 
 def tensor_dtype(dtype: np.dtype, where: object, what: str) -> np.dtype:
-    """A numeric dtype tensorferry converts, in native byte order; strings, objects, compounds refused."""
+    """A numeric dtype tensorferry converts, in native byte order; strings, objects, compounds refused.
+
+    >>> tensor_dtype(np.dtype(">f4"), "f", "t").str
+    '<f4'
+    >>> tensor_dtype(np.dtype("S4"), "f", "dataset 'x'")
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: f: dataset 'x' has dtype bytes32 (|S4): not a numeric tensor type tensorferry converts (floats, bfloat16, float8, integers, bool)
+    """
     dtype = np.dtype(dtype)
     if dtype.fields is None and dtype.kind != "O" and dtype.name in dtypes.TENSOR_DTYPES:
         return dtype.newbyteorder("=") if dtype.byteorder not in ("=", "|") else dtype
@@ -170,7 +194,15 @@ def tensor_dtype(dtype: np.dtype, where: object, what: str) -> np.dtype:
 
 
 def tensor_name(name: object, where: object) -> str:
-    """A tensor name: non-empty text of at most ``MAX_NAME`` characters, no control characters."""
+    """A tensor name: non-empty text of at most ``MAX_NAME`` characters, no control characters.
+
+    >>> tensor_name("fc.weight", "f")
+    'fc.weight'
+    >>> tensor_name("", "f")
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: f: tensor name '' is not 1 to 1024 printable characters
+    """
     if not isinstance(name, str) or not name or len(name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in name):
         shown = name[:60] + "…" if isinstance(name, str) and len(name) > 60 else name
         raise InputError(where, f"tensor name {shown!r} is not 1 to {MAX_NAME} printable characters")
@@ -178,7 +210,11 @@ def tensor_name(name: object, where: object) -> str:
 
 
 def string_map(value: object, where: object, what: str) -> dict[str, str]:
-    """A JSON object of strings to strings (safetensors metadata, tie records)."""
+    """A JSON object of strings to strings (safetensors metadata, tie records).
+
+    >>> string_map({"format": "pt"}, "f", "__metadata__")
+    {'format': 'pt'}
+    """
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise InputError(where, f"{what} is not a map of strings to strings")
     return value
