@@ -9,7 +9,9 @@ from file content, never from the file name.
 """
 from __future__ import annotations
 
-import json
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import numpy as np
 
 from .constants import CONFIG, EXTRA, FILES, STANDARD, TIES_KEY
 from .errors import InputError
-from .formats.h5_file import KerasH5File
+from .formats import limits
+from .formats.h5_file import KerasH5File, native_dtype
 from .formats.msgpack_file import MsgpackFile
 from .formats.pickle_file import PickleFile
 from .formats.safetensors_file import SafetensorsFile
@@ -29,7 +32,7 @@ FORMAT_FRAMEWORK = {"safetensors": "pt", "pickle": "pt", "h5": "tf", "msgpack": 
 def sniff(path: Path) -> str:
     """The format of a weights file from its first bytes: safetensors, h5, pickle or msgpack."""
     try:
-        with open(path, "rb") as fh:
+        with limits.open_regular(path) as fh:
             head = fh.read(16)
             size = fh.seek(0, 2)
     except OSError as e:
@@ -38,9 +41,12 @@ def sniff(path: Path) -> str:
         return "h5"
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle"
-    if len(head) >= 9 and int.from_bytes(head[:8], "little") < size and head[8:9] == b"{":
+    msgpack_map = bool(head[:1]) and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF))
+    # safetensors: a little-endian header length, then "{"; a length past the end is still
+    # safetensors (truncated or lying, which its reader says), unless the bytes read as a msgpack map
+    if len(head) >= 9 and head[8:9] == b"{" and (int.from_bytes(head[:8], "little") < size or not msgpack_map):
         return "safetensors"
-    if head[:1] and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF)):
+    if msgpack_map:
         return "msgpack"
     raise InputError(path, "unknown format: not safetensors, HDF5, a PyTorch pickle or a Flax msgpack file" if size else "empty file")
 
@@ -77,30 +83,87 @@ class Source:
 
     @property
     def nbytes(self) -> int:
-        return sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in self.infos.values())
+        return sum(math.prod(s) * d.itemsize for s, d in self.infos.values())
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(path, f"not valid JSON ({e})") from None
+def _read_json(path: Path, what: str, root: Path) -> dict:
+    data = limits.read_json(path, what, root)
     if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
+        raise InputError(path, f"{what}: expected a JSON object")
     return data
+
+
+# config.json fields conversion reads, with what each must be: a name is looked up, never used as a path.
+MODEL_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+CLASS_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SHARD_NAME = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")  # a plain file name, not hidden, no path
+CONFIG_FIELDS = {
+    "model_type": ("a model type name like 'bert'", lambda v: isinstance(v, str) and MODEL_TYPE.fullmatch(v) and ".." not in v),
+    "architectures": ("a list of class names like ['BertModel']",
+                      lambda v: isinstance(v, list) and all(isinstance(a, str) and CLASS_NAME.fullmatch(a) for a in v)),
+}
+
+
+def read_config(path: Path, root: Path) -> dict:
+    """``config.json``, with the fields conversion uses checked (``CONFIG_FIELDS``).
+
+    >>> read_config(Path("fixtures/checkpoints/cnn/config.json"), Path("fixtures/checkpoints/cnn"))["model_type"]
+    'tensorferry-tiny-cnn'
+    """
+    config = _read_json(path, "config", root)
+    for key, (want, ok) in CONFIG_FIELDS.items():
+        if config.get(key) is not None and not ok(config[key]):
+            shown = repr(config[key])
+            raise InputError(path, f"`{key}` must be {want}, not {shown[:80] + '…' if len(shown) > 80 else shown}")
+    return config
+
+
+def _shard_names(index: Path, weight_map: object) -> dict[str, str]:
+    """The index's ``weight_map`` (tensor → shard file), each shard a plain file name in the index's folder."""
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InputError(index, "index without a `weight_map` object of tensor names to shard files")
+    for tensor, shard in weight_map.items():
+        limits.tensor_name(tensor, index)
+        if not isinstance(shard, str):
+            raise InputError(index, f"`weight_map` gives {tensor!r} the shard {shard!r}, not a file name")
+        if not SHARD_NAME.fullmatch(shard) or shard == index.name:
+            raise InputError(index, f"shard name {shard!r} (for {tensor!r}) is not a file in the index's folder")
+    return weight_map
+
+
+def _check_index(index: Path, weight_map: dict[str, str], readers: dict[Path, object], framework: str) -> None:
+    """The index and its shards agree: each listed tensor is in its shard, each shard tensor is listed.
+
+    A TF index lists full Keras names (``model/…/kernel:0``) while sharded h5 files drop the model name.
+    """
+    def key(name: str) -> str:
+        return name.removesuffix(":0").split("/", 1)[-1] if framework == "tf" else name
+
+    listed = {key(t): s for t, s in weight_map.items()}
+    for path, reader in readers.items():
+        held = {key(n) for n in reader.infos if not n.startswith(EXTRA + "/")} | set(getattr(reader, "ties", {}))
+        for name in sorted(held):
+            if name not in listed:
+                raise InputError(path, f"holds tensor {name!r}, which the index {index.name} does not list")
+            if listed[name] != path.name:
+                raise InputError(index, f"lists {name!r} in {listed[name]}, but it is in {path.name}")
+        for name in sorted(n for n, s in listed.items() if s == path.name and n not in held):
+            raise InputError(index, f"lists tensor {name!r} in {path.name}, which does not hold it")
 
 
 def open_source(src: str | Path, framework: str | None = None) -> Source:
     """Open SRC: a folder (standard names, with ``config.json``) or a single weights file.
 
-    ``framework`` ("pt", "tf", "flax") picks one when a folder holds several.
+    ``framework`` ("pt", "tf", "flax") picks one when a folder holds several.  Only regular files
+    are read, and in a folder only files inside it (see ``formats.limits.regular_file``).
     """
     src = Path(src)
     if not src.exists():
         raise InputError(src, "no such file or folder")
     config_path = None
     if src.is_dir():
-        found = [(fw, src / f.single, src / f.index) for fw, f in STANDARD if (src / f.single).exists() or (src / f.index).exists()]
+        root = src
+        found = [(fw, src / f.single, src / f.index) for fw, f in STANDARD if _lexists(src / f.single) or _lexists(src / f.index)]
         if framework:
             found = [f for f in found if f[0] == framework]
         kinds = sorted({fw for fw, _, _ in found})
@@ -110,41 +173,35 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
         if len(kinds) > 1:
             raise InputError(src, f"holds weights of several frameworks ({', '.join(kinds)}): pass one file, or choose with --from")
         fw, single, index = found[0]
-        config_path = src / CONFIG if (src / CONFIG).exists() else None
-        files = [index] if index.exists() else [single]
+        config_path = src / CONFIG if _lexists(src / CONFIG) else None
+        files = [limits.regular_file(index if _lexists(index) else single, root)]
     else:
-        files = [src]
-        if (src.parent / CONFIG).exists() and src.name in {n for _, f in STANDARD for n in f.names}:
+        root = src.parent
+        files = [limits.regular_file(src)]
+        if _lexists(src.parent / CONFIG) and src.name in {n for _, f in STANDARD for n in f.names}:
             config_path = src.parent / CONFIG
-    config = _read_json(config_path) if config_path else None
+    config = read_config(config_path, root) if config_path else None
     model_name = tf.model_name(config)
     target = files[0]
+    weight_map = None
     if target.name.endswith(".index.json"):
-        index = _read_json(target)
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise InputError(target, "index without a `weight_map`")
-        shard_names = list(dict.fromkeys(weight_map.values()))
-        for name in shard_names:
-            if "/" in name or "\\" in name or name.startswith("."):
-                raise InputError(target, f"shard name {name!r} points outside the folder")
-        files = [target.parent / n for n in shard_names]
-        for f in files:
-            if not f.exists():
-                raise InputError(target, f"shard {f.name} listed in the index is missing")
-        if weight_map and target.name == FILES["tf"].index:
+        weight_map = _shard_names(target, _read_json(target, "index", root).get("weight_map"))
+        files = [limits.regular_file(target.parent / n, root) if _lexists(target.parent / n) else _missing(target, n)
+                 for n in dict.fromkeys(weight_map.values())]
+        if target.name == FILES["tf"].index:
             model_name = next(iter(weight_map)).split("/", 1)[0]
     fmts = {f: sniff(f) for f in files}
     fws = {FORMAT_FRAMEWORK[x] for x in fmts.values()}
     if len(fws) > 1:
-        raise InputError(src, f"shards of several formats: {sorted(set(fmts.values()))}")
+        raise InputError(target, f"shards of several formats: {', '.join(f'{f.name} is {x}' for f, x in fmts.items())}")
     source = Source(fws.pop(), files, config, config_path)
     if framework and source.framework != framework:
         raise InputError(src, f"holds {source.framework} weights, not {framework}")
+    readers = {}
     for f, fmt in fmts.items():
-        reader = _open_file(f, fmt, model_name)
+        reader = readers[f] = _open_file(f, fmt, model_name)
         for name, spec in reader.infos.items():
-            if name in source.infos:
+            if name in source.infos or name in source._where:
                 raise InputError(f, f"tensor {name!r} appears in more than one shard")
             if name.startswith(EXTRA + "/"):
                 source.extras[name[len(EXTRA) + 1:]] = spec
@@ -152,15 +209,27 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
                 source.infos[name] = spec
             source._where[name] = reader
         for name in getattr(reader, "extras", {}) if isinstance(reader, KerasH5File) else ():
-            source.extras[name] = (tuple(reader.extras[name].shape), reader.extras[name].dtype)
+            ds = reader.extras[name]
+            source.extras[name] = (tuple(ds.shape), native_dtype(ds))
             source._where[f"{EXTRA}/{name}"] = reader
         source.ties.update(getattr(reader, "ties", {}))
         meta = getattr(reader, "metadata", {}) or {}
         if TIES_KEY in meta:
-            source.ties.update(json.loads(meta[TIES_KEY]))
+            source.ties.update(limits.ties(meta[TIES_KEY], f))
+    if weight_map is not None:
+        _check_index(target, weight_map, readers, source.framework)
     if TIES_KEY in source.extras:
-        source.ties.update(json.loads(source.load(f"{EXTRA}/{TIES_KEY}").tobytes()))
+        where = source._where[f"{EXTRA}/{TIES_KEY}"]
+        source.ties.update(limits.ties(np.asarray(source.load(f"{EXTRA}/{TIES_KEY}")).tobytes(), where.path))
         del source.extras[TIES_KEY]
     if not source.infos:
         raise InputError(src, "holds no tensors")
     return source
+
+
+def _lexists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _missing(index: Path, name: str):
+    raise InputError(index, f"shard {name} listed in the index is missing")

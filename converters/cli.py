@@ -13,7 +13,9 @@ import sys
 
 from .checkpoint import open_source
 from .constants import CANONICAL, EXTRA, FRAMEWORKS, parse_frameworks
+from .dtypes import cast_dtype
 from .errors import InputError
+from .kinds import check_table
 from .pipeline import convert, plan_for
 from .plan import Plan
 
@@ -49,7 +51,7 @@ def _kinds(pairs: list[str]) -> dict[str, str]:
         if not sep or not regex:
             raise InputError("--kind", f"expected REGEX=KIND, got {pair!r}")
         out[regex] = kind
-    return out
+    return check_table(out, "--kind")
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
@@ -57,6 +59,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     args.to = parse_frameworks(args.to)
     source_fw = None if args.source_framework == "auto" else args.source_framework
     kinds = _kinds(args.kind)
+    if args.dtype:
+        cast_dtype(args.dtype)  # refused before anything is read
     if args.explain:
         source = open_source(args.src, source_fw)
         plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map)

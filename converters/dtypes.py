@@ -19,6 +19,10 @@ _SAFETENSORS = {
     "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
 }
 _TO_SAFETENSORS = {v: k for k, v in _SAFETENSORS.items()}
+# Every dtype tensorferry converts (what safetensors holds); anything else in a file is refused.
+TENSOR_DTYPES = frozenset(_SAFETENSORS.values())
+# What `--dtype` may cast floating tensors to: an integer cast would truncate the weights.
+CASTS = ("float16", "bfloat16", "float32", "float64")
 
 # What `--dtype` accepts, with the names people type.
 ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64",
@@ -27,23 +31,46 @@ ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "fl
 
 def from_name(name: str, where: object = "dtype") -> np.dtype:
     """A numpy dtype from a numpy/ml_dtypes name or alias: ``from_name("bf16").name == "bfloat16"``."""
+    if not isinstance(name, str):
+        raise InputError(where, f"dtype {name!r} is not a name")
     name = ALIASES.get(name, name)
     try:
         if name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
             return np.dtype(getattr(ml_dtypes, name))
         dt = np.dtype(name)
-    except TypeError as e:
-        raise InputError(where, f"unknown dtype {name!r}") from e
+    except (TypeError, ValueError):
+        raise InputError(where, f"unknown dtype {name!r}") from None
     if dt.hasobject or dt.fields is not None:
         raise InputError(where, f"unsupported dtype {name!r}")
     return dt
 
 
-def from_safetensors(code: str, where: object = "safetensors header") -> np.dtype:
-    """The numpy dtype for a safetensors dtype code such as ``"F32"``."""
-    if code not in _SAFETENSORS:
-        raise InputError(where, f"unsupported safetensors dtype {code!r}")
+def from_safetensors(code: str, where: object = "safetensors header", what: str = "") -> np.dtype:
+    """The numpy dtype for a safetensors dtype code such as ``"F32"``; ``what`` names the tensor in errors."""
+    if not isinstance(code, str) or code not in _SAFETENSORS:
+        raise InputError(where, f"{what + ': ' if what else ''}unsupported safetensors dtype {code!r}")
     return from_name(_SAFETENSORS[code], where)
+
+
+def cast_dtype(name: str, where: str = "--dtype") -> np.dtype:
+    """The dtype ``--dtype`` casts to: floating types only (``CASTS``), aliases such as ``bf16`` allowed.
+
+    >>> cast_dtype("bf16").name
+    'bfloat16'
+    >>> cast_dtype("int8")
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: --dtype: cannot cast to 'int8': choose float16, bfloat16, float32 or float64 (it casts floating tensors; an integer type would truncate them)
+    """
+    canonical = ALIASES.get(name, name) if isinstance(name, str) else name
+    if canonical not in CASTS:
+        try:
+            from_name(canonical, where)
+            what = f"cannot cast to {name!r}"
+        except InputError:
+            what = f"unknown dtype {name!r}"
+        raise InputError(where, f"{what}: choose {', '.join(CASTS[:-1])} or {CASTS[-1]} (it casts floating tensors; an integer type would truncate them)")
+    return from_name(canonical, where)
 
 
 def to_safetensors(dtype: np.dtype) -> str:

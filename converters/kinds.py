@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .errors import InputError
+
 
 # kind → {leaf: allowed ranks}; the first leaf is required, `required` adds more.
 KINDS: dict[str, dict[str, tuple[int, ...]]] = {
@@ -125,11 +127,48 @@ def _is_float(dtype: str) -> bool:
 
 
 def parse_kind(text: str) -> tuple[str, tuple[tuple[str, int], ...]]:
-    """``"depthwise:2"`` → ``("depthwise", (("multiplier", 2),))``."""
-    kind, _, arg = text.partition(":")
+    """``"depthwise:2"`` → ``("depthwise", (("multiplier", 2),))``; ValueError for anything else."""
+    if not isinstance(text, str):
+        raise ValueError(f"a kind is a name such as 'linear', not {text!r}")
+    kind, sep, arg = text.partition(":")
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    if sep and (kind != "depthwise" or not arg.isdecimal() or int(arg) < 1):
+        raise ValueError(f"{text!r}: only depthwise takes a multiplier, a whole number ≥ 1 (depthwise:2)")
     return kind, ((("multiplier", int(arg)),) if arg else ())
+
+
+def check_table(table: object, where: object) -> dict[str, str]:
+    """A ``{regex: kind}`` table (``--kind``, ``kinds=``, a layout map), every regex and kind checked.
+
+    >>> check_table({"fc": "linear"}, "--kind")
+    {'fc': 'linear'}
+    >>> check_table({"(fc": "linear"}, "--kind")
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: --kind: '(fc' is not a regular expression (missing ), unterminated subpattern at position 0)
+    """
+    if not isinstance(table, dict):
+        raise InputError(where, "kinds must be an object of {regex: kind}")
+    check_regexes(table, where)
+    for pattern, kind in table.items():
+        try:
+            parse_kind(kind)
+        except ValueError as e:
+            raise InputError(where, f"{pattern}: {e}") from None
+    return table
+
+
+def check_regexes(patterns, where: object, what: str = "") -> None:
+    """Every pattern compiles (InputError naming ``where`` otherwise).
+
+    >>> check_regexes(["encoder\\.\\d+", "head"], "--kind")
+    """
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except (re.error, TypeError) as e:
+            raise InputError(where, f"{what}{pattern!r} is not a regular expression ({e})") from None
 
 
 def lookup(patterns: dict[str, str] | None, module: str) -> str | None:

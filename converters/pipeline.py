@@ -68,14 +68,17 @@ def parse_size(text: str | int) -> int:
     >>> parse_size("500MB"), parse_size("1GiB"), parse_size(1000)
     (500000000, 1073741824, 1000)
     """
-    if isinstance(text, int):
+    if isinstance(text, int) and not isinstance(text, bool) and text > 0:
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)?\s*", str(text), re.IGNORECASE)
     if not m:
         raise InputError("--max-shard-size", f"cannot read size {text!r} (e.g. 5GB, 500MB, 2GiB)")
     unit = (m.group(2) or "B").upper()
     power = " KMGT".index(unit[0]) if unit[0] in "KMGT" else 0
-    return int(float(m.group(1)) * ((1024 if "I" in unit else 1000) ** power))
+    size = float(m.group(1)) * ((1024 if "I" in unit else 1000) ** power)
+    if not 0 < size < 2**62:
+        raise InputError("--max-shard-size", f"size {text!r} is not between 1 byte and 4 EiB")
+    return int(size)
 
 
 def convert(
@@ -100,16 +103,18 @@ def convert(
     """
     started = time.perf_counter()
     to = parse_frameworks(to)
+    cast = dtypes.cast_dtype(dtype) if dtype else None
+    shard_size = parse_size(max_shard_size)
     source = src if isinstance(src, Source) else open_source(src, source_framework)
-    cast = dtypes.from_name(dtype, "--dtype") if dtype else None
     plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast)
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()})
     producer = Producer(source, plan.canonical)
     with atomic_outputs() as files:
+        files.prepare(out, [FILES[fw] for fw in to])  # dead runs' partial files go; stale variants go at commit
         for fw in to:
-            result.outputs[fw] = _write(fw, plan, producer, out, files, parse_size(max_shard_size), extras, progress)
+            result.outputs[fw] = _write(fw, plan, producer, out, files, shard_size, extras, progress)
         if source.config_path is not None:
             shutil.copyfile(source.config_path, files.path(out / CONFIG))
     result.seconds = time.perf_counter() - started
@@ -124,11 +129,13 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
     >>> [m.targets[0][0] for m, _ in plan.targets["flax"]][:2]
     ['params/conv/kernel', 'params/conv/bias']
     """
-    from .kinds import kinds_from_torch
+    from .kinds import check_table, kinds_from_torch
 
     found = kind_maps.load_full(layout_map) if layout_map is not None else kind_maps.find_full(source.config)
     kind_map, order = (found or {}).get("kinds"), (found or {}).get("order")
-    given = dict(kinds or {})
+    given = dict(check_table(kinds, "kinds") if kinds else {})
+    if isinstance(structure, dict):
+        check_table(structure, "structure")
     if structure is not None:
         from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
         order = [k for k in from_model if not isinstance(structure, dict)] or order

@@ -65,8 +65,35 @@ class Plan:
 def build(source: Source, options: Options) -> Plan:
     """Plan source → canonical → every target in ``options.targets``."""
     arch = None if options.kind_map else tx_maps.find_map(source.config)
-    if arch is not None:
-        return _build_from_map(source, options, arch)
+    plan = _build_from_map(source, options, arch) if arch is not None else _build_general(source, options)
+    _check_names(plan)
+    return plan
+
+
+def _check_names(plan: Plan) -> None:
+    """Each output name belongs to one tensor, and TF/Flax names are clean paths: a writer would drop or fail otherwise.
+
+    ``fc.weight`` (→ Flax ``fc/kernel``) beside a tensor literally named ``fc/kernel`` is such a clash.
+    """
+    edges = {"canonical": [(m, "") for m in plan.canonical], **plan.targets}
+    for fw, moves in edges.items():
+        seen: dict[str, str] = {}
+        for move, _ in moves:
+            for name, _, _ in move.targets:
+                if name in seen:
+                    raise LayoutError(name, f"both {seen[name]!r} and {', '.join(move.sources)!r} map to {fw} {name!r}")
+                seen[name] = ", ".join(move.sources)
+        if fw in ("canonical", "pt"):
+            continue
+        groups = {"/".join(parts[:i]) for parts in (n.split("/") for n in seen) for i in range(1, len(parts))}
+        for name, src in seen.items():
+            if any(p in ("", ".", "..") for p in name.split("/")):
+                raise LayoutError(src, f"gives the {fw} name {name!r}, which is not a clean path")
+            if name in groups:
+                raise LayoutError(src, f"gives the {fw} name {name!r}, which is also a group of other tensors")
+
+
+def _build_general(source: Source, options: Options) -> Plan:
     if source.framework == "pt":
         canonical, decisions = _identity(source), {}
     else:

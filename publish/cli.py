@@ -1,7 +1,8 @@
 """The ``tensorferry`` command line: one table of commands, each registered by the module that runs it.
 
 Errors are typed (``tensorferry.converters.errors``); each class has its exit code: 0 ok,
-1 internal error, 2 bad input, 3 verification mismatch, 4 Hub error.
+1 internal error, 2 bad input or arguments (and a filesystem that refuses: full, read-only),
+3 verification mismatch, 4 Hub error.
 
 >>> parser().parse_args(["convert", "ckpt", "--out", "o"]).command
 'convert'
@@ -58,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # argparse printed the usage and the bad option: exit 2 (0 for --help)
+        return e.code if isinstance(e.code, int) else 2
     args.argv = argv  # the command line as typed, for provenance (tokens redacted where it is recorded)
     try:
         return int(args.func(args) or 0)
@@ -71,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # the filesystem refused (full, read-only, permissions): the user's to fix, not a bug
+        if args.debug:
+            raise
+        print(f"error: {e.filename or 'file system'}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: out of memory (the largest tensor must fit in RAM)", file=sys.stderr)
+        return 1
     except Exception as e:  # noqa: BLE001 - the CLI's last resort: say it is ours, not the user's
         if args.debug:
             raise

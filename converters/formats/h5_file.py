@@ -13,9 +13,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from h5py import h5d, h5l, h5z
 
 from ..errors import InputError
-from . import raw_bytes
+from . import limits, raw_bytes
 from .digest import FileDigest, HashingWriter
 
 HEADER_LIMIT = 64512  # tf_keras' HDF5_OBJECT_HEADER_LIMIT
@@ -49,8 +50,17 @@ def write_attr_list(obj: h5py.HLObject, name: str, values: Sequence[str]) -> Non
             obj.attrs[f"{name}{i}"] = chunk
 
 
+# Filters HDF5 and h5py build in; any other would make HDF5 load a plugin library to read the data.
+FILTERS = {h5z.FILTER_DEFLATE: "gzip", h5z.FILTER_SHUFFLE: "shuffle", h5z.FILTER_FLETCHER32: "fletcher32", h5z.FILTER_LZF: "lzf"}
+MAX_RATIO = 1100  # deflate cannot inflate data by more than ~1032x: a bigger declared size is a lie
+
+
 class KerasH5File:
     """A Keras-2 weights file opened for lazy reading; names are weight names without ``:0``.
+
+    Only data inside the file itself is read: a file with an external link anywhere, a virtual
+    dataset or external raw storage is refused before any dataset is touched, as are datasets
+    whose dtype is not a tensor's or whose declared size is more than the file can hold.
 
     >>> f = KerasH5File("tf_model.h5")                       # doctest: +SKIP
     >>> next(iter(f.infos))                                  # doctest: +SKIP
@@ -58,40 +68,70 @@ class KerasH5File:
     """
 
     def __init__(self, path: str | Path, model_name: str = "model") -> None:
-        self.path = Path(path)
+        self.path = limits.regular_file(path)
+        self._model_name = model_name
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as e:
             raise InputError(self.path, f"not a readable HDF5 file ({e})") from None
         try:
+            self._refuse_links()
             self._index()
-        except (KeyError, OSError, ValueError, TypeError) as e:
+        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as e:
             raise InputError(self.path, f"corrupt Keras weights file ({e})") from None
-        self._model_name = model_name
+
+    def _refuse_links(self) -> None:
+        def visit(name: bytes, info) -> tuple | None:  # returning a value stops the walk
+            return None if info.type in (h5l.TYPE_HARD, h5l.TYPE_SOFT) else (name.decode("utf8", "replace"), info.type)
+
+        bad = self._file.id.links.visit(visit, info=True)
+        if bad:
+            kind = "an external link" if bad[1] == h5l.TYPE_EXTERNAL else f"a link of type {bad[1]}"
+            raise InputError(self.path, f"{bad[0]!r} is {kind} into another file: refused "
+                                        "(external link; tensorferry reads only data inside the file)")
+
+    def _get(self, group: h5py.Group, name: str) -> h5py.Dataset:
+        obj = group.get(name)
+        if obj is None:
+            raise InputError(self.path, f"{group.name!r} lists weight {name!r} that is not in the file (truncated or corrupt)")
+        if not isinstance(obj, h5py.Dataset):
+            raise InputError(self.path, f"weight {obj.name!r} is a {type(obj).__name__}, not a dataset")
+        check_dataset(self.path, obj)
+        return obj
+
+    def _add(self, key: str, ds: h5py.Dataset) -> None:
+        # A weight listed under several groups (a head reusing embeddings) is one tensor, if the copies agree.
+        first = self._datasets.setdefault(key, ds)
+        if first.id != ds.id:
+            if first.shape != ds.shape or first.dtype != ds.dtype:
+                raise InputError(self.path, f"weight {self._full(key)!r} is stored twice with different shapes or dtypes ({first.name}, {ds.name})")
+            self._copies.setdefault(key, []).append(ds)
 
     def _index(self) -> None:
         f = self._file
-        layer_names = read_attr_list(f, "layer_names")
         if "layer_names" not in f.attrs and "layer_names0" not in f.attrs:
             raise InputError(self.path, "HDF5 file without a Keras `layer_names` attribute: not a Keras/transformers weights file")
+        layer_names = read_attr_list(f, "layer_names")
         self._datasets: dict[str, h5py.Dataset] = {}
+        self._copies: dict[str, list[h5py.Dataset]] = {}
         self.sharded = False
         for layer in layer_names:
-            obj = f[layer]
+            obj = f.get(layer)
+            if obj is None:
+                raise InputError(self.path, f"`layer_names` lists {layer!r}, which is not in the file (truncated or corrupt)")
             if isinstance(obj, h5py.Dataset):  # transformers' sharded layout
                 self.sharded = True
-                self._datasets["\0" + layer.removesuffix(":0")] = obj
+                self._add("\0" + limits.tensor_name(layer.removesuffix(":0"), self.path), self._get(f, layer))
                 continue
             for wname in read_attr_list(obj, "weight_names"):
-                if wname not in obj:
-                    raise InputError(self.path, f"layer {layer!r} lists weight {wname!r} that is not in the file (truncated or corrupt)")
-                name = wname.removesuffix(":0")
-                # a weight listed under several groups (a head reusing embeddings) is one tensor
-                self._datasets[name] = obj[wname]
+                self._add(limits.tensor_name(wname.removesuffix(":0"), self.path), self._get(obj, wname))
         if TOP_LEVEL in f and TOP_LEVEL not in layer_names:
             for wname in read_attr_list(f[TOP_LEVEL], "weight_names"):
-                self._datasets[wname.removesuffix(":0")] = f[TOP_LEVEL][wname]
-        self.extras = {k: v for k, v in f[EXTRAS_GROUP].items()} if EXTRAS_GROUP in f else {}
+                self._add(limits.tensor_name(wname.removesuffix(":0"), self.path), self._get(f[TOP_LEVEL], wname))
+        extras = f.get(EXTRAS_GROUP)
+        if extras is not None and not isinstance(extras, h5py.Group):
+            raise InputError(self.path, f"{EXTRAS_GROUP!r} is not a group")
+        self.extras = {limits.tensor_name(k, self.path): self._get(extras, k) for k in extras} if extras is not None else {}
 
     def _full(self, key: str) -> str:
         # Sharded files drop the model-name component; put a stand-in back so names look alike.
@@ -100,32 +140,90 @@ class KerasH5File:
     @property
     def infos(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
         """Weight name (without ``:0``) → (shape, dtype), in the file's load order."""
-        return {self._full(k): (tuple(d.shape), d.dtype) for k, d in self._datasets.items()}
+        return {self._full(k): (tuple(d.shape), native_dtype(d)) for k, d in self._datasets.items()}
 
     def dataset(self, name: str) -> h5py.Dataset:
-        key = name if name in self._datasets else "\0" + name.split("/", 1)[-1]
-        return self._datasets[key]
+        return self._datasets[self._key(name)]
+
+    def _key(self, name: str) -> str:
+        return name if name in self._datasets else "\0" + name.split("/", 1)[-1]
 
     def load(self, name: str) -> np.ndarray:
         """The weight's values; contiguous datasets are memory-mapped instead of copied."""
-        return load_dataset(self.path, self.dataset(name))
+        key = self._key(name)
+        arr = load_dataset(self.path, self._datasets[key])
+        for copy in self._copies.get(key, ()):
+            if not _same_bytes(arr, load_dataset(self.path, copy)):
+                raise InputError(self.path, f"weight {name!r} is stored twice with different values ({self._datasets[key].name}, {copy.name})")
+        return arr
 
     def load_extra(self, name: str) -> np.ndarray:
         return load_dataset(self.path, self.extras[name])
 
 
+def _same_bytes(a: np.ndarray, b: np.ndarray, step: int = 2**26) -> bool:
+    # In slices, so checking a duplicated embedding costs no second copy of it.
+    a, b = (np.ascontiguousarray(x).reshape(-1).view(np.uint8) for x in (a, b))
+    return a.size == b.size and all(np.array_equal(a[i:i + step], b[i:i + step]) for i in range(0, a.size, step))
+
+
+def native_dtype(ds: h5py.Dataset) -> np.dtype:
+    """The dataset's dtype in native byte order (big-endian files are converted on load)."""
+    return ds.dtype.newbyteorder("=") if ds.dtype.byteorder not in ("=", "|") else ds.dtype
+
+
+def check_dataset(path: Path, ds: h5py.Dataset) -> None:
+    """Refuse a dataset whose data is not inside the file, whose dtype is no tensor's, or whose size lies.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.h5"
+    >>> with h5py.File(p, "w") as f:
+    ...     _ = f.create_dataset("w", data=np.zeros(3, ">f4")), f.create_dataset("s", data=["a"])
+    >>> f = h5py.File(p, "r")
+    >>> check_dataset(p, f["w"]), native_dtype(f["w"]).str
+    (None, '<f4')
+    >>> check_dataset(p, f["s"])
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: ...x.h5: dataset '/s' has dtype object (|O): not a numeric tensor type ...
+    """
+    what = f"dataset {ds.name!r}"
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_layout() == h5d.VIRTUAL:
+        raise InputError(path, f"{what} is a virtual dataset: its data lives in other files (refused)")
+    if dcpl.get_external_count():
+        name = dcpl.get_external(0)[0].decode("utf8", "replace")
+        raise InputError(path, f"{what} uses external raw storage in {name!r}: its data lives outside the file (refused)")
+    limits.tensor_dtype(ds.dtype, path, what)
+    nbytes = limits.nbytes(limits.shape(ds.shape, path, what), ds.dtype, path, what)
+    filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+    unknown = [c for c in filters if c not in FILTERS]
+    if unknown:
+        raise InputError(path, f"{what} needs HDF5 filter {unknown[0]}, which tensorferry does not read (only {', '.join(FILTERS.values())})")
+    if nbytes == 0:
+        return
+    stored = ds.id.get_storage_size()
+    if stored == 0 or (not filters and stored < nbytes) or nbytes > MAX_RATIO * stored:
+        raise InputError(path, f"{what} declares {nbytes} bytes but the file stores {stored} of them (sparse, missing or lying data)")
+    offset = ds.id.get_offset()
+    if offset is not None and offset + nbytes > path.stat().st_size:
+        raise InputError(path, f"{what} points past the end of the file (truncated?)")
+
+
 def load_dataset(path: Path, ds: h5py.Dataset) -> np.ndarray:
     """Read a dataset; an unfiltered contiguous one becomes an mmap view (no anonymous memory)."""
+    native = native_dtype(ds)
     offset = ds.id.get_offset()
-    if offset is not None and ds.chunks is None and ds.compression is None and ds.size > 0:
-        try:
-            return np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
-        except (ValueError, OSError) as e:
-            raise InputError(path, f"dataset {ds.name!r} points past the end of the file (truncated?): {e}") from None
     try:
-        return ds[()] if ds.shape == () else ds[...]
-    except OSError as e:
+        if offset is not None and ds.chunks is None and ds.compression is None and ds.size > 0:
+            arr = np.memmap(path, dtype=ds.dtype, mode="r", offset=offset, shape=ds.shape)
+        else:
+            arr = ds[()] if ds.shape == () else ds[...]
+    except (ValueError, OSError) as e:
         raise InputError(path, f"cannot read dataset {ds.name!r} (truncated or corrupt): {e}") from None
+    except MemoryError:
+        raise InputError(path, f"dataset {ds.name!r} of {ds.nbytes} bytes does not fit in memory") from None
+    return arr if arr.dtype == native else np.asarray(arr).astype(native)
 
 
 def write(

@@ -9,6 +9,7 @@ an mmap and keeps each array as a view; writing streams the same bytes ``to_byte
 """
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
-from . import raw_bytes
+from . import limits, raw_bytes
 from .digest import FileDigest, HashingWriter
 
 EXT_NDARRAY, EXT_NPSCALAR = 1, 3
@@ -124,18 +125,22 @@ class _Walker:
             raise self.fail(p, f"a map of {n} entries cannot fit the file")
         out = {}
         for _ in range(n):
+            at = p
             k, p = self.value(p, depth + 1)
-            v, p = self.value(p, depth + 1)
-            out[str(k)] = v
+            if not isinstance(k, str):
+                raise self.fail(at, f"a map key that is {type(k).__name__}, not a string")
+            if k in out:
+                raise self.fail(at, f"key {k!r} appears twice in one map")
+            out[k], p = self.value(p, depth + 1)
         return out, p
 
     def ext(self, code: int, p: int, n: int, depth: int):
         if code not in (EXT_NDARRAY, EXT_NPSCALAR):
             raise self.fail(p, f"unsupported msgpack extension type {code}")
         end = p + n
-        head, q = self.value(p, depth + 1) if self.take(p, 1)[0] != 0x93 else (None, p + 1)
-        if head is not None:
+        if self.take(p, 1)[0] != 0x93:
             raise self.fail(p, "array extension does not hold (shape, dtype, bytes)")
+        q = p + 1
         shape, q = self.value(q, depth + 1)
         name, q = self.value(q, depth + 1)
         b = self.take(q, 1)[0]
@@ -144,12 +149,14 @@ class _Walker:
         w = 1 << (b - 0xC4)
         nbytes = self.uint(q + 1, w)
         start = q + 1 + w
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape) or not isinstance(name, str):
-            raise self.fail(p, f"bad array header shape={shape!r} dtype={name!r}")
-        dt = dtypes.from_name(name, self.where)
-        if start + nbytes != end or nbytes != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
-            raise self.fail(p, f"array of shape {tuple(shape)} {name} does not match its {nbytes} bytes")
-        return ArrayRef(tuple(shape), dt, start)
+        what = f"array at byte {p}"
+        shape = limits.shape(shape, self.where, what)
+        if not isinstance(name, str):
+            raise self.fail(p, f"array dtype {name!r} is not a name")
+        dt = limits.tensor_dtype(dtypes.from_name(name, self.where), self.where, what)
+        if start + nbytes != end or nbytes != limits.nbytes(shape, dt, self.where, what):
+            raise self.fail(p, f"array of shape {shape} {name} does not match its {nbytes} bytes")
+        return ArrayRef(shape, dt, start)
 
 
 class MsgpackFile:
@@ -162,7 +169,7 @@ class MsgpackFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        with open(self.path, "rb") as fh:
+        with limits.open_regular(self.path) as fh:
             if fh.seek(0, 2) == 0:
                 raise InputError(self.path, "empty file")
             self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -178,16 +185,41 @@ class MsgpackFile:
     def _flatten(self, node: dict, path: tuple[str, ...]) -> None:
         for key, value in node.items():
             here = path + (key,)
-            if isinstance(value, dict) and value.get(CHUNKED):
-                chunks = [value["chunks"][str(i)] for i in range(len(value["chunks"]))]
-                shape = tuple(value["shape"][str(i)] for i in range(len(value["shape"])))
-                self._leaves["/".join(here)] = [ArrayRef(shape, chunks[0].dtype, -1)] + chunks
+            name = limits.tensor_name("/".join(here), self.path)
+            if isinstance(value, dict) and CHUNKED in value:
+                leaf = self._chunked(name, value)
             elif isinstance(value, dict):
                 self._flatten(value, here)
+                continue
             elif isinstance(value, ArrayRef):
-                self._leaves["/".join(here)] = value
+                leaf = value
             else:
-                raise InputError(self.path, f"not a Flax checkpoint: {'/'.join(here)} holds {type(value).__name__}, not an array")
+                raise InputError(self.path, f"not a Flax checkpoint: {name} holds {type(value).__name__}, not an array")
+            if name in self._leaves:  # {"a/b": x} and {"a": {"b": y}} are one name
+                raise InputError(self.path, f"tensor {name!r} appears twice")
+            self._leaves[name] = leaf
+
+    def _chunked(self, name: str, value: dict) -> list[ArrayRef]:
+        """A flax chunked array: ``shape`` and ``chunks`` as ``{"0": ...}`` maps; the chunks must add up."""
+        def fail(problem: str) -> InputError:
+            return InputError(self.path, f"chunked array {name!r}: {problem}")
+
+        if value.get(CHUNKED) is not True or set(value) != {CHUNKED, "shape", "chunks"}:
+            raise fail(f"expected exactly the keys {CHUNKED}=true, shape and chunks, found {sorted(value)}")
+        shape, chunks = value["shape"], value["chunks"]
+        for field, m in (("shape", shape), ("chunks", chunks)):
+            if not isinstance(m, dict) or set(m) != {str(i) for i in range(len(m))}:
+                raise fail(f"{field} is not a map with keys 0..n-1")
+        dims = limits.shape([shape[str(i)] for i in range(len(shape))], self.path, f"chunked array {name!r}")
+        refs = [chunks[str(i)] for i in range(len(chunks))]
+        if not refs or not all(isinstance(r, ArrayRef) and len(r.shape) == 1 for r in refs):
+            raise fail("chunks must be one or more flat arrays")
+        if len({r.dtype for r in refs}) > 1:
+            raise fail(f"chunks of different dtypes ({', '.join(sorted({r.dtype.name for r in refs}))})")
+        need = limits.nbytes(dims, refs[0].dtype, self.path, f"chunked array {name!r}") // refs[0].dtype.itemsize
+        if sum(r.shape[0] for r in refs) != need:
+            raise fail(f"chunks hold {sum(r.shape[0] for r in refs)} elements, shape {dims} needs {need}")
+        return [ArrayRef(dims, refs[0].dtype, -1)] + refs
 
     @property
     def infos(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -206,7 +238,7 @@ class MsgpackFile:
         return self._view(ref)
 
     def _view(self, ref: ArrayRef) -> np.ndarray:
-        count = int(np.prod(ref.shape, dtype=np.int64))
+        count = math.prod(ref.shape)
         return np.frombuffer(self._mmap, dtype=ref.dtype, count=count, offset=ref.offset).reshape(ref.shape)
 
 

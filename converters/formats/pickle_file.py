@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
+from . import limits
 
 
 def _torch():
@@ -32,7 +33,7 @@ class PickleFile:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = limits.regular_file(path)
         torch = _torch()
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(self.path))
@@ -43,12 +44,20 @@ class PickleFile:
             raise InputError(self.path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]  # Lightning-style wrapper
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise InputError(self.path, "not a state dict: expected a mapping of names to tensors")
+        if not isinstance(state, dict):
+            raise InputError(self.path, f"not a state dict: a {type(state).__name__}, not a mapping of names to tensors")
         self._tensors: dict[str, object] = {}
         self.ties: dict[str, str] = {}
         seen: dict[tuple, str] = {}
         for name, t in state.items():
+            limits.tensor_name(name, self.path)
+            what = f"tensor {name!r}"
+            if not isinstance(t, torch.Tensor):
+                raise InputError(self.path, f"not a state dict: {what} is a {type(t).__name__}, not a tensor")
+            if t.layout != torch.strided or t.is_quantized or t.is_nested:
+                raise InputError(self.path, f"{what} is a {t.layout} tensor{' (quantized)' if t.is_quantized else ''}: only dense tensors convert")
+            limits.tensor_dtype(_np_dtype(t.dtype, self.path, what), self.path, what)
+            limits.nbytes(limits.shape(tuple(t.shape), self.path, what), _np_dtype(t.dtype, self.path, what), self.path, what)
             key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
             if t.numel() and key in seen:
                 self.ties[name] = seen[key]
@@ -69,6 +78,9 @@ class PickleFile:
         return t.numpy()
 
 
-def _np_dtype(torch_dtype) -> np.dtype:
+def _np_dtype(torch_dtype, where: object = "torch dtype", what: str = "") -> np.dtype:
     name = str(torch_dtype).removeprefix("torch.")
-    return dtypes.from_name({"bool": "bool", "float8_e4m3fn": "float8_e4m3fn"}.get(name, name), "torch dtype")
+    try:
+        return dtypes.from_name(name, where)
+    except InputError:
+        raise InputError(where, f"{what} has dtype {name}: not a tensor type tensorferry converts") from None

@@ -15,10 +15,10 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
-from . import raw_bytes
+from . import limits, raw_bytes
 from .digest import FileDigest, HashingWriter
 
-MAX_HEADER = 100 * 1024 * 1024  # the limit the safetensors library itself enforces
+MAX_HEADER = limits.MAX_JSON  # 100 MiB: the limit the safetensors library itself enforces
 
 
 class SafetensorsFile:
@@ -31,47 +31,50 @@ class SafetensorsFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        with open(self.path, "rb") as fh:
+        with limits.open_regular(self.path) as fh:
             size = fh.seek(0, 2)
             if size < 8:
                 raise InputError(self.path, f"not a safetensors file: only {size} bytes")
             fh.seek(0)
             (n,) = struct.unpack("<Q", fh.read(8))
-            if n > MAX_HEADER or 8 + n > size:
-                raise InputError(self.path, f"corrupt safetensors header: header length {n} does not fit a {size}-byte file")
-            raw = fh.read(n)
-            try:
-                header = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise InputError(self.path, f"corrupt safetensors header: not JSON ({e})") from None
+            if n > MAX_HEADER:
+                raise InputError(self.path, f"corrupt safetensors header: its length {n} is over the {MAX_HEADER}-byte limit")
+            if 8 + n > size:
+                raise InputError(self.path, f"truncated or corrupt: the header of {n} bytes does not fit a {size}-byte file")
+            header = limits.parse_json(fh.read(n), self.path, "safetensors header")
             if not isinstance(header, dict):
                 raise InputError(self.path, "corrupt safetensors header: not a JSON object")
-            self.metadata: dict[str, str] = header.pop("__metadata__", None) or {}
+            meta = header.pop("__metadata__", None)
+            self.metadata: dict[str, str] = limits.string_map(meta, self.path, "__metadata__") if meta is not None else {}
             self._start = 8 + n
-            self._entries: dict[str, tuple[tuple[int, ...], np.dtype, int, int]] = {}
-            ends = []
-            for name, e in header.items():
-                try:
-                    dt = dtypes.from_safetensors(e["dtype"], self.path)
-                    shape = tuple(int(d) for d in e["shape"])
-                    begin, end = (int(x) for x in e["data_offsets"])
-                except (KeyError, TypeError, ValueError) as err:
-                    raise InputError(self.path, f"corrupt safetensors header entry for {name!r}: {err}") from None
-                if any(d < 0 for d in shape) or not 0 <= begin <= end:
-                    raise InputError(self.path, f"corrupt safetensors header: bad shape or offsets for {name!r}")
-                if end - begin != int(np.prod(shape, dtype=np.int64)) * dt.itemsize:
-                    raise InputError(self.path, f"corrupt safetensors header: {name!r} offsets hold {end - begin} bytes, shape {shape} of {dt.name} needs {int(np.prod(shape)) * dt.itemsize}")
-                if self._start + end > size:
-                    raise InputError(self.path, f"truncated or corrupt: {name!r} data ends at byte {self._start + end}, the file has {size}")
-                self._entries[name] = (shape, dt, begin, end)
-                ends.append((begin, end))
-            ends.sort()
+            self._entries = {limits.tensor_name(name, self.path): self._entry(name, e, size - self._start)
+                             for name, e in header.items()}
             pos = 0
-            for begin, end in ends:
+            for begin, end in sorted((e[2], e[3]) for e in self._entries.values()):
                 if begin != pos:
                     raise InputError(self.path, f"corrupt safetensors header: data offsets overlap or leave a gap at byte {pos}")
                 pos = end
+            if self._start + pos != size:  # as the safetensors library: no bytes the header does not account for
+                raise InputError(self.path, f"corrupt safetensors file: {size - self._start - pos} bytes after the last tensor")
             self._mmap = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+
+    def _entry(self, name: str, e: object, room: int) -> tuple[tuple[int, ...], np.dtype, int, int]:
+        what = f"tensor {name!r}"
+        if not isinstance(e, dict):
+            raise InputError(self.path, f"corrupt safetensors header: {what} is {type(e).__name__}, not an object")
+        dt = dtypes.from_safetensors(e.get("dtype"), self.path, what)
+        shape = limits.shape(e.get("shape"), self.path, what)
+        offsets = e.get("data_offsets")
+        if not isinstance(offsets, list) or len(offsets) != 2:
+            raise InputError(self.path, f"{what}: data_offsets {offsets!r} is not [begin, end]")
+        begin, end = (limits.integer(x, self.path, f"{what}: data offset") for x in offsets)
+        need = limits.nbytes(shape, dt, self.path, what)
+        if begin > end or end - begin != need:
+            raise InputError(self.path, f"corrupt safetensors header: {what} offsets [{begin}, {end}] hold {max(end - begin, 0)} bytes, "
+                                        f"shape {shape} of {dt.name} needs {need}")
+        if end > room:
+            raise InputError(self.path, f"truncated or corrupt: {what} data ends at byte {self._start + end}, the file has {self._start + room}")
+        return shape, dt, begin, end
 
     @property
     def infos(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -81,7 +84,7 @@ class SafetensorsFile:
     def load(self, name: str) -> np.ndarray:
         """A read-only array viewing the mapped file."""
         shape, dt, begin, end = self._entries[name]
-        count = int(np.prod(shape, dtype=np.int64))
+        count = (end - begin) // dt.itemsize
         arr = np.frombuffer(self._mmap, dtype=dt.newbyteorder("<"), count=count, offset=self._start + begin)
         return arr.reshape(shape)
 

@@ -17,30 +17,24 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import InputError
-from ..kinds import parse_kind
+from ..formats import limits
+from ..kinds import check_regexes, check_table
 
 MAPS = Path(__file__).parent / "data" / "kinds"
 
 
 def load_full(source: str | Path | dict) -> dict:
-    """A whole map (``kinds`` and the optional ``order``), validated."""
-    data = source
-    if not isinstance(source, dict):
-        try:
-            data = json.loads(Path(source).read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise InputError(source, f"cannot read layout map: {e}") from None
+    """A whole map (``kinds`` and the optional ``order``), validated: every regex compiles, every kind is known."""
+    where = source if not isinstance(source, dict) else "layout map"
+    data = source if isinstance(source, dict) else limits.read_json(source, "layout map")
     table = data.get("kinds") if isinstance(data, dict) else None
     if not isinstance(table, dict):
-        raise InputError(source if not isinstance(source, dict) else "layout map", "a layout map needs a `kinds` object")
-    for pattern, kind in table.items():
-        try:
-            parse_kind(kind)
-        except ValueError as e:
-            raise InputError(source if not isinstance(source, dict) else "layout map", f"{pattern}: {e}") from None
+        raise InputError(where, "a layout map needs a `kinds` object")
     order = data.get("order")
     if order is not None and not (isinstance(order, list) and all(isinstance(o, str) for o in order)):
-        raise InputError(source if not isinstance(source, dict) else "layout map", "`order` must be a list of regexes")
+        raise InputError(where, "`order` must be a list of regexes")
+    check_table(table, where)
+    check_regexes(order or [], where, "`order`: ")
     return {"kinds": dict(table), "order": order}
 
 
@@ -54,6 +48,6 @@ def _registry() -> dict[str, Path]:
 
 def find_full(config: dict | None) -> dict | None:
     """The whole shipped map for ``config["model_type"]``, or None."""
-    model_type = (config or {}).get("model_type")
+    model_type = (config or {}).get("model_type")  # a key of the registry, never part of a path
     path = _registry().get(model_type) if isinstance(model_type, str) else None
     return load_full(path) if path else None

@@ -125,8 +125,10 @@ def verify_functional(path: Path, reference_dir: Path, frameworks: Sequence[str]
         reference: dict[str, np.ndarray] | None = None
         ref_error, versions = "", {}
         for fw in order:
-            jobs = ([{"name": "reference", "path": str(framework_view(reference_dir, "pt", views / "reference"))}] if fw == "pt" else []) + \
-                   ([{"name": fw, "path": str(framework_view(path, fw, views))}] if fw in frameworks else [])
+            # Loaders that pick a file by name get a view of their own variant; ours pick by framework.
+            view = framework_view if model.needs_view else (lambda folder, framework, into: folder)
+            jobs = ([{"name": "reference", "path": str(view(reference_dir, "pt", views / "reference"))}] if fw == "pt" else []) + \
+                   ([{"name": fw, "path": str(view(path, fw, views))}] if fw in frameworks else [])
             spec = {"framework": fw, "source": model.to_json(), "config": config or {}, "inputs": str(in_file),
                     "make_inputs": seed if fw == "pt" and inputs is None else None, "jobs": jobs, "out": str(work / fw)}
             started = time.perf_counter()

@@ -150,6 +150,7 @@ class FactorySource:
 
     factories: dict[str, str]
     kind: ClassVar[str] = "factory"
+    needs_view: ClassVar[bool] = False  # tensorferry's own loaders pick the variant by framework
 
     def to_json(self) -> dict:
         return {"kind": self.kind, **asdict(self)}
@@ -221,6 +222,7 @@ class TransformersSource:
     architecture: str
     python_path: str = ""
     kind: ClassVar[str] = "transformers"
+    needs_view: ClassVar[bool] = True  # from_pretrained picks a file by name: give it a folder holding only its own
     PREFIX: ClassVar[dict[str, str]] = {"pt": "", "tf": "TF", "flax": "Flax"}
 
     def to_json(self) -> dict:

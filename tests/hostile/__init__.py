@@ -1,0 +1,1 @@
+"""Hostile input: generated malformed checkpoints, arguments and output folders, and fuzz targets per codec."""
