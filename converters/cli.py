@@ -14,7 +14,7 @@ import sys
 from .checkpoint import open_source
 from .constants import CANONICAL, EXTRA, FRAMEWORKS, parse_frameworks
 from .errors import InputError
-from .pipeline import convert, plan_for
+from .pipeline import convert, plan_for, select
 from .plan import Plan
 
 
@@ -35,6 +35,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--kind", action="append", default=[], metavar="REGEX=KIND",
                    help="declare a module's kind, e.g. 'features\\.3=depthwise:2' (repeatable)")
     p.add_argument("--layout-map", help="a layout map JSON to use instead of the one for config.json's model_type")
+    p.add_argument("--key", metavar="PATH", help="where the state dict is in a training checkpoint, e.g. state_dict or model.ema")
+    p.add_argument("--drop", action="append", default=[], metavar="REGEX",
+                   help="leave out source tensors whose name matches (re.search; repeatable)")
     p.add_argument("--no-extras", dest="extras", action="store_false",
                    help="leave out the side data that makes LSTM/GRU/BatchNorm round trips exact")
     p.add_argument("--verify", action="store_true", help="verify the written variants afterwards")
@@ -58,22 +61,25 @@ def cmd_convert(args: argparse.Namespace) -> int:
     source_fw = None if args.source_framework == "auto" else args.source_framework
     kinds = _kinds(args.kind)
     if args.explain:
-        source = open_source(args.src, source_fw)
+        source = open_source(args.src, source_fw, key=args.key)
+        dropped, warnings = select(source, args.drop)
         plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map)
         rows = explain(plan)
+        rows.update(checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
+            _notes(source.found, dropped, warnings)
             print(render(rows))
         return 0
     if not args.out:
         raise InputError("--out", "an output folder is needed (or use --explain)")
-    source = open_source(args.src, source_fw)
+    source = open_source(args.src, source_fw, key=args.key)
     bar = _progress(args, source)
     try:
         result = convert(source, args.out, args.to, source_framework=source_fw, strict=args.strict,
                          dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
-                         extras=args.extras, progress=bar.update if bar else None)
+                         extras=args.extras, progress=bar.update if bar else None, drop=args.drop)
     finally:
         if bar:
             bar.close()
@@ -92,10 +98,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
             print(f"{fw}: {', '.join(o.files)} ({o.tensors} tensors, {o.bytes / 1e6:.1f} MB)")
         for module, why in result.heuristics.items():
             print(f"heuristic: {module} taken as {why}", file=sys.stderr)
+        _notes(source.found, result.dropped, result.warnings)
         print(f"wrote {args.out} in {result.seconds:.2f}s")
         if args.verify:
             print(verification.summary())
     return code
+
+
+def _notes(found, dropped: list[str], warnings: list[str]) -> None:
+    """What was taken from a training checkpoint and what was left out, on stderr."""
+    for line in found.lines() if found else []:
+        print(f"checkpoint: {line}", file=sys.stderr)
+    if dropped:
+        print(f"dropped ({len(dropped)}): {', '.join(dropped)}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _progress(args: argparse.Namespace, source):

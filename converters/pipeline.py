@@ -26,6 +26,7 @@ from .layouts import MODULES, PARAMS
 from .maps import kinds as kind_maps
 from .moves import Move
 from .plan import Options, Plan, build
+from .selection import drop_names
 
 
 @dataclass
@@ -47,12 +48,16 @@ class ConvertResult:
     heuristics: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     plan: Plan | None = None
+    checkpoint: dict | None = None  # a training checkpoint: {"key", "ignored", "stripped"}
+    dropped: list[str] = field(default_factory=list)  # source tensors --drop left out
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
             "source": self.source, "source_framework": self.source_framework, "out_dir": self.out_dir,
             "outputs": {fw: o.__dict__ for fw, o in self.outputs.items()},
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
+            "checkpoint": self.checkpoint, "dropped": self.dropped, "warnings": self.warnings,
         }
 
 
@@ -86,20 +91,25 @@ def convert(
     layout_map: str | Path | dict | None = None,
     extras: bool = True,
     progress: Callable[[int], None] | None = None,
+    key: str | None = None,
+    drop: Sequence[str] = (),
 ) -> ConvertResult:
     """Convert SRC (folder or file) into OUT, one variant per framework in ``to``.
 
     ``kinds`` ({regex: kind}) and ``structure`` (a ``torch.nn.Module`` or such a dict) tell the
-    planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.
+    planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.  ``key``
+    chooses the state dict inside a training checkpoint; ``drop`` (regexes) leaves source tensors out.
     """
     started = time.perf_counter()
     to = parse_frameworks(to)
-    source = src if isinstance(src, Source) else open_source(src, source_framework)
+    source = src if isinstance(src, Source) else open_source(src, source_framework, key=key)
+    dropped, warnings = select(source, drop)
     cast = dtypes.from_name(dtype, "--dtype") if dtype else None
     plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast)
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
-                           heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()})
+                           heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
+                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
     producer = Producer(source, plan.canonical)
     with atomic_outputs() as files:
         for fw in to:
@@ -108,6 +118,29 @@ def convert(
             shutil.copyfile(source.config_path, files.path(out / CONFIG))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def select(source: Source, drop: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Leave out the source tensors any ``drop`` regex finds; (dropped names, warnings).
+
+    A pattern that finds nothing is a warning, not an error (the same command serves several files).
+
+    >>> src = open_source("fixtures/checkpoints/cnn")
+    >>> select(src, [r"^head\\.", "nothing"])
+    (['head.bias', 'head.weight'], ["--drop 'nothing' matched no tensor"])
+    >>> "head.weight" in src.infos
+    False
+    """
+    if not drop:
+        return [], []
+    dropped, unused = drop_names(list(source.infos), list(drop))
+    if len(dropped) == len(source.infos):
+        raise InputError("--drop", f"{', '.join(drop)} would leave out every tensor of {source.files[0]}")
+    for name in dropped:
+        del source.infos[name]
+    gone = set(dropped)
+    source.ties = {a: t for a, t in source.ties.items() if a not in gone and t not in gone}
+    return dropped, [f"--drop {p!r} matched no tensor" for p in unused]
 
 
 def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, kinds: dict[str, str] | None = None,

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
+from ..selection import Found, find_state_dict
 
 
 def _torch():
@@ -24,14 +25,17 @@ def _torch():
 
 
 class PickleFile:
-    """A PyTorch state dict pickle.  ``ties`` maps each alias to the first name sharing its data.
+    """A PyTorch state dict pickle, or a training checkpoint holding one (``key`` chooses it).
+
+    ``ties`` maps each alias to the first name sharing its data; ``found`` says where the state
+    dict was and what was ignored or stripped.
 
     >>> f = PickleFile("pytorch_model.bin")                 # doctest: +SKIP
     >>> f.infos["bert.embeddings.word_embeddings.weight"]    # doctest: +SKIP
     ((30522, 768), dtype('float32'))
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, key: str | None = None) -> None:
         self.path = Path(path)
         torch = _torch()
         try:
@@ -41,10 +45,9 @@ class PickleFile:
             if "weights_only" in str(e) or "Unsupported global" in str(e):
                 raise InputError(self.path, f"refused to unpickle: the pickle asks for code, not only tensors ({msg})") from None
             raise InputError(self.path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]  # Lightning-style wrapper
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise InputError(self.path, "not a state dict: expected a mapping of names to tensors")
+        # A training checkpoint holds the state dict among other things: find it (see ``selection``).
+        self.found: Found
+        state, self.found = find_state_dict(state, key, is_tensor=lambda v: isinstance(v, torch.Tensor), where=self.path)
         self._tensors: dict[str, object] = {}
         self.ties: dict[str, str] = {}
         seen: dict[tuple, str] = {}
