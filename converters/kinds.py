@@ -35,9 +35,13 @@ KINDS: dict[str, dict[str, tuple[int, ...]]] = {
     "param": {},  # a lone tensor with a name of its own: copied as is
     "buffer": {},  # the same, for integer (non-trainable) tensors
 }
-REQUIRED = {"lstm": {"weight_hh_l0"}, "gru": {"weight_hh_l0"}}
+REQUIRED: dict[str, set[str]] = {}
 # Gates per row block of weight_hh, which tells LSTM (4) from GRU (3).
 GATES = {"lstm": 4, "gru": 3}
+# A recurrent module holds one set of leaves per layer k and direction ("" or "_reverse"):
+# weight_ih_l0 … weight_hh_l2_reverse; an LSTM with proj_size also has weight_hr_l{k}.
+RNN_LEAF = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
+DIRECTIONS = ("", "_reverse")
 
 # (kinds that fit, regex on the module name, kind chosen, why) — tried in order.
 HEURISTICS: list[tuple[frozenset[str], str, str, str]] = [
@@ -69,6 +73,66 @@ class Decision:
         return dict(self.params).get(name, default)
 
 
+@dataclass(frozen=True)
+class RNNShape:
+    """A stacked (and maybe bidirectional) LSTM/GRU read from its leaves.
+
+    ``input_sizes[k]`` is layer k's input width (layers after the first take ``hidden·directions``).
+    """
+
+    layers: int
+    directions: int
+    hidden: int
+    input_sizes: tuple[int, ...]
+    bias: bool
+    proj: int = 0  # LSTM proj_size (0: none)
+
+    def cells(self) -> list[tuple[int, str]]:
+        """(layer, direction suffix) of every cell, in PyTorch's order: l0, l0_reverse, l1, …"""
+        return [(k, d) for k in range(self.layers) for d in DIRECTIONS[:self.directions]]
+
+
+def rnn_shape(leaves: dict[str, tuple[tuple[int, ...], str]], gates: int) -> RNNShape | None:
+    """The structure of a recurrent module's leaves with GATES gates, or None if they are not one.
+
+    >>> shapes = {"weight_ih": (8, 4), "weight_hh": (8, 2), "bias_ih": (8,), "bias_hh": (8,)}
+    >>> leaves = {f"{w}_l{k}{d}": (s, "float32") for w, s in shapes.items() for k in (0, 1) for d in ("", "_reverse")}
+    >>> rnn_shape(leaves, 4)  # nn.LSTM(4, 2, num_layers=2, bidirectional=True): layer 1 reads 2·2 wide
+    RNNShape(layers=2, directions=2, hidden=2, input_sizes=(4, 4), bias=True, proj=0)
+    """
+    cells: dict[tuple[int, str], dict[str, tuple[int, ...]]] = {}
+    for leaf, spec in leaves.items():
+        m = RNN_LEAF.fullmatch(leaf)
+        if not m:
+            return None
+        cells.setdefault((int(m.group(2)), m.group(3) or ""), {})[m.group(1)] = tuple(spec[0])
+    layers = 1 + max((k for k, _ in cells), default=-1)
+    dirs = 2 if any(d for _, d in cells) else 1
+    if not cells or set(cells) != {(k, d) for k in range(layers) for d in DIRECTIONS[:dirs]}:
+        return None
+    first = cells[(0, "")]
+    if "weight_ih" not in first or "weight_hh" not in first or len(first["weight_hh"]) != 2:
+        return None
+    proj = first["weight_hr"][0] if "weight_hr" in first else 0
+    hidden = first["weight_hh"][0] // gates
+    bias = "bias_ih" in first
+    want_keys = {"weight_ih", "weight_hh"} | ({"bias_ih", "bias_hh"} if bias else set()) | ({"weight_hr"} if proj else set())
+    inputs = []
+    for (k, d), cell in sorted(cells.items()):
+        out = proj or hidden
+        if set(cell) != want_keys or cell["weight_hh"] != (gates * hidden, out) or len(cell["weight_ih"]) != 2 \
+                or cell["weight_ih"][0] != gates * hidden or (proj and cell["weight_hr"] != (proj, hidden)) \
+                or (bias and not cell["bias_ih"] == cell["bias_hh"] == (gates * hidden,)):
+            return None
+        if k and cell["weight_ih"][1] != out * dirs:
+            return None
+        if not d:
+            inputs.append(cell["weight_ih"][1])
+    if hidden * gates != first["weight_hh"][0] or hidden == 0:
+        return None
+    return RNNShape(layers, dirs, hidden, tuple(inputs), bias, proj)
+
+
 def split_name(name: str) -> tuple[str, str]:
     """``"a.b.weight"`` → ``("a.b", "weight")``; a top-level tensor has module ``""``."""
     module, _, leaf = name.rpartition(".")
@@ -85,7 +149,7 @@ def group(specs: dict[str, tuple[tuple[int, ...], str]]) -> dict[str, Module]:
     mods: dict[str, Module] = {}
     for name, spec in specs.items():
         module, leaf = split_name(name)
-        if leaf in known:
+        if leaf in known or RNN_LEAF.fullmatch(leaf):
             mods.setdefault(module, Module(module)).leaves[leaf] = (tuple(spec[0]), str(spec[1]))
         else:
             mods[name] = Module(name, {"": (tuple(spec[0]), str(spec[1]))})
@@ -99,6 +163,10 @@ def candidates(module: Module) -> list[str]:
         return ["buffer"] if not _is_float(dtype) else ["param"]
     out = []
     for kind, allowed in KINDS.items():
+        if kind in GATES:
+            if rnn_shape(module.leaves, GATES[kind]) is not None:
+                out.append(kind)
+            continue
         if not allowed or not set(module.leaves) <= set(allowed):
             continue
         first = next(iter(allowed))
@@ -110,9 +178,6 @@ def candidates(module: Module) -> list[str]:
 
 
 def _fits(kind: str, module: Module) -> bool:
-    if kind in GATES:
-        rows, cols = module.leaves["weight_hh_l0"][0]
-        return rows == GATES[kind] * cols
     if kind == "depthwise":
         return module.leaves["weight"][0][1] == 1
     return True

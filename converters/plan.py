@@ -188,7 +188,9 @@ def _native_modules(source: Source) -> dict[str, tuple[dict[str, tuple], dict[st
     """Native modules: path → (leaf → spec, leaf → full name, collection)."""
     names = list(source.infos)
     if source.framework == "tf":
-        stripped = {n: n.split("/", 1)[1] if "/" in n else n for n in names}
+        # Subclassed models put their own name first (``tf_model/conv/kernel``); functional ones do not.
+        common = len({n.split("/", 1)[0] for n in names}) == 1 and all("/" in n for n in names)
+        stripped = {n: n.split("/", 1)[1] if common else n for n in names}
         split = {n: tf.split_native(s) for n, s in stripped.items()}
         colls = {n: PARAMS for n in names}
     else:
@@ -208,7 +210,31 @@ def _native_modules(source: Source) -> dict[str, tuple[dict[str, tuple], dict[st
         key = (path, colls[n] if colls[n] not in (PARAMS, "batch_stats") else "")
         leaves, full, _ = out.setdefault(key, ({}, {}, colls[n]))
         leaves[leaf], full[leaf] = source.infos[n], n
+    _merge_layers(out, fx if source.framework == "flax" else tf)
     return out
+
+
+def _merge_layers(modules: dict, layout) -> None:
+    """A stacked recurrent module is written as sibling layers ``l0``, ``l1``, …: one module again.
+
+    Only when the layers are contiguous from ``l0``, at least two, all recurrent, and their parent
+    holds nothing of its own (a PyTorch LSTM module has only its weights).
+    """
+    groups: dict[tuple, dict[int, tuple]] = {}
+    for (path, ck), (leaves, full, coll) in modules.items():
+        parent, _, last = path.rpartition("/")
+        m = layout.LAYER_LEVEL.fullmatch(last)
+        if m and leaves and all(layout.is_recurrent_leaf(leaf) for leaf in leaves):
+            groups.setdefault((parent, ck), {})[int(m.group(1))] = (path, ck)
+    for (parent, ck), layers in groups.items():
+        if len(layers) < 2 or set(layers) != set(range(len(layers))) or (parent, ck) in modules:
+            continue
+        leaves, full, coll = {}, {}, None
+        for k in sorted(layers):
+            sub_leaves, sub_full, coll = modules.pop(layers[k])
+            leaves.update({f"l{k}/{leaf}": spec for leaf, spec in sub_leaves.items()})
+            full.update({f"l{k}/{leaf}": name for leaf, name in sub_full.items()})
+        modules[(parent, ck)] = (leaves, full, coll)
 
 
 def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], dict[str, Decision]]:
