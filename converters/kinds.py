@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 
+WN_G, WN_V = "parametrizations.weight.original0", "parametrizations.weight.original1"
 # kind → {leaf: allowed ranks}; the first leaf is required, `required` adds more.
 KINDS: dict[str, dict[str, tuple[int, ...]]] = {
     "linear": {"weight": (2,), "bias": (1,)},
@@ -32,10 +33,13 @@ KINDS: dict[str, dict[str, tuple[int, ...]]] = {
     "batchnorm": {"running_mean": (1,), "running_var": (1,), "weight": (1,), "bias": (1,), "num_batches_tracked": (0,)},
     "lstm": {"weight_ih_l0": (2,), "weight_hh_l0": (2,), "bias_ih_l0": (1,), "bias_hh_l0": (1,)},
     "gru": {"weight_ih_l0": (2,), "weight_hh_l0": (2,), "bias_ih_l0": (1,), "bias_hh_l0": (1,)},
+    # torch.nn.utils.parametrizations.weight_norm on a Linear/Conv: g (original0) and v (original1).
+    # The older weight_norm's weight_g/weight_v are lone tensors, copied under their own names.
+    "weight_norm": {WN_V: (2, 3, 4, 5), WN_G: (1, 2, 3, 4, 5), "bias": (1,)},
     "param": {},  # a lone tensor with a name of its own: copied as is
     "buffer": {},  # the same, for integer (non-trainable) tensors
 }
-REQUIRED: dict[str, set[str]] = {}
+REQUIRED: dict[str, set[str]] = {"weight_norm": {WN_G}}
 # Gates per row block of weight_hh, which tells LSTM (4) from GRU (3).
 GATES = {"lstm": 4, "gru": 3}
 # A recurrent module holds one set of leaves per layer k and direction ("" or "_reverse"):
@@ -134,7 +138,15 @@ def rnn_shape(leaves: dict[str, tuple[tuple[int, ...], str]], gates: int) -> RNN
 
 
 def split_name(name: str) -> tuple[str, str]:
-    """``"a.b.weight"`` → ``("a.b", "weight")``; a top-level tensor has module ``""``."""
+    """``"a.b.weight"`` → ``("a.b", "weight")``; a top-level tensor has module ``""``.
+
+    A parametrization's tensors belong to the module they parametrize:
+    >>> split_name("conv.parametrizations.weight.original0")
+    ('conv', 'parametrizations.weight.original0')
+    """
+    for leaf in (WN_G, WN_V):
+        if name == leaf or name.endswith("." + leaf):
+            return name[: -len(leaf) - 1] if name != leaf else "", leaf
     module, _, leaf = name.rpartition(".")
     return module, leaf
 
@@ -228,6 +240,7 @@ TORCH_CLASSES = {
     "BatchNorm1d": "batchnorm", "BatchNorm2d": "batchnorm", "BatchNorm3d": "batchnorm",
     "LSTM": "lstm", "GRU": "gru",
 }
+WEIGHT_NORMED = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
 
 
 def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
@@ -242,7 +255,10 @@ def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
     """
     out = {}
     for name, mod in model.named_modules():
-        kind = TORCH_CLASSES.get(type(mod).__name__)
+        cls = type(mod).__name__.removeprefix("Parametrized")  # parametrize swaps in a subclass
+        kind = TORCH_CLASSES.get(cls)
+        if cls in WEIGHT_NORMED and "weight" in getattr(mod, "parametrizations", {}):
+            kind = "weight_norm"
         if kind == "conv" and getattr(mod, "groups", 1) > 1 and mod.groups == mod.in_channels and len(mod.kernel_size) == 2:
             kind = f"depthwise:{mod.out_channels // mod.groups}"
         if kind or (all_modules and name):

@@ -47,6 +47,7 @@ class Leaf:
     canonical: str
     op: Callable[[tuple[int, ...] | None, Decision], ops.Op] | None = None
     collection: str = PARAMS
+    marker: bool = False  # side data whose presence says the kind applies (read back from elsewhere)
 
     def forward(self, shape: tuple[int, ...] | None, decision: Decision) -> ops.Op:
         return self.op(shape, decision) if self.op else ops.IDENTITY
@@ -230,7 +231,10 @@ class Layout:
                 return None
             moves.append(single(names[leaf], shape, dt, cname(row.canonical), op, kind=kind, how=decision.how, why=decision.why))
         for row in self.leaves[kind]:
-            if row.native == EXTRA:
+            if row.native == EXTRA and row.marker:
+                if cname(row.canonical) not in extras:
+                    return None
+            elif row.native == EXTRA:
                 full = cname(row.canonical)
                 if full in extras:
                     moves.append(single(f"{EXTRA}/{full}", extras[full][0], extras[full][1], full, ops.IDENTITY, kind=kind, how=decision.how, why="restored from side data"))

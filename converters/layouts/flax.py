@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import ops
 from ..dtypes import same_bits
-from ..kinds import Decision
+from ..kinds import WN_G, WN_V, Decision
 from .base import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent, channels_last, stacked, transposed
 from ..constants import EXTRA
 from ..moves import exact_sum
@@ -53,6 +53,9 @@ LEAVES: dict[str, list[Leaf]] = {
     "norm": [Leaf("scale", "weight"), Leaf("bias", "bias")],
     "batchnorm": [Leaf("scale", "weight"), Leaf("bias", "bias"), Leaf("mean", "running_mean", collection=STATS),
                   Leaf("var", "running_var", collection=STATS), Leaf(EXTRA, "num_batches_tracked")],
+    # transformers' names for weight norm (g, v as PyTorch keeps them); the side-data copy of g
+    # marks the parametrizations form, so it comes back as such (without it: weight_g/weight_v).
+    "weight_norm": [Leaf("weight_g", WN_G), Leaf("weight_v", WN_V), Leaf("bias", "bias"), Leaf(EXTRA, WN_G, marker=True)],
     "param": [Leaf("", "")],
     "buffer": [Leaf("", "", collection=BUFFERS)],
 }
