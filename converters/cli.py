@@ -38,6 +38,9 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--key", metavar="PATH", help="where the state dict is in a training checkpoint, e.g. state_dict or model.ema")
     p.add_argument("--drop", action="append", default=[], metavar="REGEX",
                    help="leave out source tensors whose name matches (re.search; repeatable)")
+    p.add_argument("--model", action="append", default=[], metavar="FW=MODULE:FACTORY",
+                   help="write FW's file for your own model (a no-argument factory: built tf_keras model, flax variables, "
+                        "or nn.Module), pairing its layers with the source by structure (repeatable)")
     p.add_argument("--no-extras", dest="extras", action="store_false",
                    help="leave out the side data that makes LSTM/GRU/BatchNorm round trips exact")
     p.add_argument("--verify", action="store_true", help="verify the written variants afterwards")
@@ -63,7 +66,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.explain:
         source = open_source(args.src, source_fw, key=args.key)
         dropped, warnings = select(source, args.drop)
-        plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map)
+        plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map, models=args.model)
         rows = explain(plan)
         rows.update(checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
         if args.json:
@@ -79,7 +82,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     try:
         result = convert(source, args.out, args.to, source_framework=source_fw, strict=args.strict,
                          dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
-                         extras=args.extras, progress=bar.update if bar else None, drop=args.drop)
+                         extras=args.extras, progress=bar.update if bar else None, drop=args.drop, models=args.model)
     finally:
         if bar:
             bar.close()
@@ -131,7 +134,7 @@ def explain(plan: Plan) -> dict:
     canonical = {name: m for m in plan.canonical for name, _, _ in m.targets}
     out = {"route": [plan.source.framework, CANONICAL, ", ".join(plan.targets)], "source": [str(f) for f in plan.source.files],
            "kinds": {m: {"kind": d.kind, "decided_by": d.how, "why": d.why, **dict(d.params)} for m, d in plan.decisions.items()},
-           "targets": {}}
+           "targets": {}, "pairings": plan.pairings}
     for fw, moves in plan.targets.items():
         rows = []
         for move, _ in moves:
@@ -153,6 +156,10 @@ def render(rows: dict) -> str:
         lines.append(f"decided by heuristic ({len(heur)}): " + ", ".join(heur))
     for fw, items in rows["targets"].items():
         lines.append(f"\n{fw}:")
+        pairs = rows.get("pairings", {}).get(fw, [])
+        if pairs:
+            lines.append(f"  pairings with the given model ({len(pairs)} layers):")
+            lines += [f"    {p['source']} → {p['target']} [{p['class']}, {p['kind']}]: {p['evidence']}" for p in pairs]
         width = max((len(", ".join(r["from"])) for r in items), default=0)
         for r in items:
             lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}")

@@ -46,6 +46,7 @@ GATES = {"lstm": 4, "gru": 3}
 # weight_ih_l0 … weight_hh_l2_reverse; an LSTM with proj_size also has weight_hr_l{k}.
 RNN_LEAF = re.compile(r"(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?")
 DIRECTIONS = ("", "_reverse")
+RNN_BASES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 # (kinds that fit, regex on the module name, kind chosen, why) — tried in order.
 HEURISTICS: list[tuple[frozenset[str], str, str, str]] = [
@@ -53,6 +54,8 @@ HEURISTICS: list[tuple[frozenset[str], str, str, str]] = [
     (frozenset({"linear", "embedding"}), r"", "linear", "2-D weight without bias taken as a bias-free Linear"),
     (frozenset({"conv", "conv_transpose", "depthwise"}), r"(transpose|deconv|convt|upconv|(^|[._])up\d*$|upsample)", "conv_transpose", "module named like a transposed convolution"),
     (frozenset({"conv", "conv_transpose", "depthwise"}), r"(depthwise|(^|[._])dw(conv)?\d*$|dwconv)", "depthwise", "module named like a depthwise convolution"),
+    (frozenset({"conv", "conv_transpose", "depthwise"}), r"(^|[._])ConvTranspose_\d+$", "conv_transpose", "linen auto-name of an nn.ConvTranspose"),
+    (frozenset({"conv", "conv_transpose", "depthwise"}), r"(^|[._])Conv_\d+$", "conv", "linen auto-name of an nn.Conv (grouped or not)"),
     (frozenset({"conv", "conv_transpose"}), r"", "conv", "convolution weight taken as a plain Conv"),
     (frozenset({"param"}), r"", "param", "float tensor outside any known module taken as a parameter (not a buffer)"),
 ]
@@ -255,12 +258,18 @@ def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
     """
     out = {}
     for name, mod in model.named_modules():
-        cls = type(mod).__name__.removeprefix("Parametrized")  # parametrize swaps in a subclass
-        kind = TORCH_CLASSES.get(cls)
-        if cls in WEIGHT_NORMED and "weight" in getattr(mod, "parametrizations", {}):
-            kind = "weight_norm"
-        if kind == "conv" and getattr(mod, "groups", 1) > 1 and mod.groups == mod.in_channels and len(mod.kernel_size) == 2:
-            kind = f"depthwise:{mod.out_channels // mod.groups}"
+        kind = torch_kind(mod)
         if kind or (all_modules and name):
             out[re.escape(name)] = kind or ""
     return out
+
+
+def torch_kind(mod) -> str | None:
+    """The kind of one ``torch.nn.Module`` from its class (``depthwise:m`` for a depthwise Conv2d), or None."""
+    cls = type(mod).__name__.removeprefix("Parametrized")  # parametrize swaps in a subclass
+    kind = TORCH_CLASSES.get(cls)
+    if cls in WEIGHT_NORMED and "weight" in getattr(mod, "parametrizations", {}):
+        return "weight_norm"
+    if kind == "conv" and getattr(mod, "groups", 1) > 1 and mod.groups == mod.in_channels and len(mod.kernel_size) == 2:
+        return f"depthwise:{mod.out_channels // mod.groups}"
+    return kind

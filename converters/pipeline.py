@@ -93,19 +93,22 @@ def convert(
     progress: Callable[[int], None] | None = None,
     key: str | None = None,
     drop: Sequence[str] = (),
+    models: dict[str, object] | None = None,
 ) -> ConvertResult:
     """Convert SRC (folder or file) into OUT, one variant per framework in ``to``.
 
     ``kinds`` ({regex: kind}) and ``structure`` (a ``torch.nn.Module`` or such a dict) tell the
     planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.  ``key``
     chooses the state dict inside a training checkpoint; ``drop`` (regexes) leaves source tensors out.
+    ``models`` ({framework: model or "module:factory"}) writes each such target for that model's
+    own loader, pairing its layers with the source by structure (see ``guided``).
     """
     started = time.perf_counter()
     to = parse_frameworks(to)
     source = src if isinstance(src, Source) else open_source(src, source_framework, key=key)
     dropped, warnings = select(source, drop)
     cast = dtypes.from_name(dtype, "--dtype") if dtype else None
-    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast)
+    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast, models=models)
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
@@ -144,8 +147,11 @@ def select(source: Source, drop: Sequence[str] = ()) -> tuple[list[str], list[st
 
 
 def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, kinds: dict[str, str] | None = None,
-             structure: object | None = None, layout_map: str | Path | dict | None = None, cast: np.dtype | None = None) -> Plan:
+             structure: object | None = None, layout_map: str | Path | dict | None = None, cast: np.dtype | None = None,
+             models: dict[str, object] | None = None) -> Plan:
     """Plan without writing: what ``--explain`` prints.
+
+    A PyTorch model in ``models`` for a PyTorch source that is not a target serves as ``structure``.
 
     >>> plan = plan_for(open_source("fixtures/checkpoints/cnn"), "flax")
     >>> [m.targets[0][0] for m, _ in plan.targets["flax"]][:2]
@@ -153,6 +159,20 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
     """
     from .kinds import kinds_from_torch
 
+    to = parse_frameworks(to)
+    models = {fw: m for fw, m in parse_models(models).items()}
+    if models:
+        from .guided import load_model
+
+        models = {fw: load_model(fw, m) for fw, m in models.items()}
+        if "pt" in models and "pt" not in to and source.framework == "pt" and structure is None:
+            structure = models.pop("pt")  # the PyTorch twin of a PyTorch source: its kinds and creation order
+            unknown = sorted(set(source.infos) - set(structure.state_dict()))
+            if unknown:
+                raise InputError("--model pt", f"the PyTorch model has no {', '.join(unknown[:5])}: it is not this checkpoint's model")
+        unused = sorted(set(models) - set(to))
+        if unused:
+            raise InputError("--model", f"a model for {', '.join(unused)}, which is not a target (--to {','.join(to)})")
     found = kind_maps.load_full(layout_map) if layout_map is not None else kind_maps.find_full(source.config)
     kind_map, order = (found or {}).get("kinds"), (found or {}).get("order")
     given = dict(kinds or {})
@@ -160,8 +180,25 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
         from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
         order = [k for k in from_model if not isinstance(structure, dict)] or order
         given.update({k: v for k, v in from_model.items() if v})
-    return build(source, Options(list(parse_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict,
-                                 cast=cast, order=order))
+    return build(source, Options(list(to), kind_map=kind_map, structure=given or None, strict=strict,
+                                 cast=cast, order=order, models=models or None))
+
+
+def parse_models(models: dict[str, object] | Sequence[str] | None) -> dict[str, object]:
+    """``{"tf": model}`` or CLI ``["tf=pkg.mod:factory"]`` → {framework: model or spec}.
+
+    >>> parse_models(["tensorflow=pkg.twins:keras_model"])
+    {'tf': 'pkg.twins:keras_model'}
+    """
+    if not models:
+        return {}
+    items = models.items() if isinstance(models, dict) else [tuple(m.partition("=")[::2]) for m in models]
+    out = {}
+    for fw, model in items:
+        if not fw or model in ("", None):
+            raise InputError("--model", f"expected FW=MODULE:FACTORY, got {fw!r}")
+        out[parse_frameworks([fw], "--model")[0]] = model
+    return out
 
 
 class Producer:
@@ -204,7 +241,7 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
             if dt.name not in module.CAN_HOLD:
                 raise InputError(names_of.single, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
     if fw == "tf":
-        main = _keras_order(main, collection)
+        main = _keras_order(main, collection, plan)
 
     def produce(name: str) -> np.ndarray:
         arr = producer.run(by_name[name], name, producer.canonical_tensor)
@@ -263,8 +300,14 @@ def _keras_group(name: str) -> str:
     return parts[1] if len(parts) >= 3 else h5_file.TOP_LEVEL
 
 
-def _keras_order(specs: list, collection: dict[str, str]) -> list:
+def _keras_order(specs: list, collection: dict[str, str], plan: Plan) -> list:
     """Keras' load order: layers in order of first appearance; in each, trainable then the rest."""
+    if plan.tf_layout:  # a model was given: its own layers, and each layer's weights as it loads them
+        rank: dict[str, int] = {}
+        for _, names in plan.tf_layout:
+            for name in names:
+                rank.setdefault(name, len(rank))
+        return sorted(specs, key=lambda s: rank[s[0]])
     layers: dict[str, list] = {}
     for spec in specs:
         layers.setdefault(_keras_group(spec[0]), []).append(spec)
@@ -272,6 +315,9 @@ def _keras_order(specs: list, collection: dict[str, str]) -> list:
 
 
 def _keras_layers(specs: list, collection: dict[str, str], plan: Plan) -> list[tuple[str, list[str]]]:
+    if plan.tf_layout:
+        have = {name for name, _, _ in specs}
+        return [(layer, [n for n in names if n in have]) for layer, names in plan.tf_layout]
     layers: dict[str, list[str]] = {layer: [] for layer in plan.tf_layers}
     for name, _, _ in specs:
         for group in plan.tf_groups(name) if plan.tf_groups else [_keras_group(name)]:

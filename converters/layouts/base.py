@@ -69,7 +69,7 @@ class Recurrent:
 
 
 # The per-cell leaves of a recurrent module; a one-cell rule sees them with the suffix _l0.
-CELL_LEAVES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+CELL_LEAVES = kinds.RNN_BASES
 
 
 def stacked(cell: Recurrent, gates: int, prefix: Callable[[int, str, int, int], str], parse: re.Pattern) -> Recurrent:

@@ -1,0 +1,184 @@
+"""Model-guided conversion: write exactly the file the user's own model loads, paired by structure.
+
+``convert(src, out, to=["tf"], models={"tf": keras_model})`` (CLI ``--model tf=pkg.mod:factory``)
+reads the target model's layers (``keras``, ``flax``, ``torch``), pairs every source module with
+one of them by layer class, shape and creation order (``pairing``) — never by name — and names
+each output tensor after the model's own variable, in the layout its loader reads:
+``keras_model.load_weights("tf_model.h5")``, ``flax.serialization.from_bytes(variables, data)``,
+``torch_model.load_state_dict(sd, strict=True)``.  The layout rules (gate orders, transposes, side
+data) are the general ones: each target layer is written from a virtual canonical module.
+
+>>> import numpy as np
+>>> from tensorferry.converters.kinds import group
+>>> modules = group({"fc.weight": ((2, 3), "float32"), "fc.bias": ((2,), "float32")})
+>>> tree = {"params": {"Dense_0": {"kernel": np.zeros((3, 2)), "bias": np.zeros(2)}}}
+>>> g = plan_target("flax", tree, modules, {"fc": ["linear"]}, {"fc": (0,)}, True)
+>>> [(m.sources, m.targets[0][0], m.op) for m, _ in g.moves]
+[(('fc.weight',), 'params/Dense_0/kernel', 'T'), (('fc.bias',), 'params/Dense_0/bias', 'identity')]
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .. import kinds
+from ..constants import EXTRA
+from ..errors import InputError, LayoutError
+from ..kinds import Decision, Module
+from ..layouts import LAYOUTS, PARAMS
+from ..moves import Move
+from . import pairing
+from .structure import Slot, TreeOrder, Unit, cell_sig, leaf_key, units
+
+__all__ = ["Guided", "load_model", "plan_target"]
+
+
+@dataclass
+class Guided:
+    """One target's moves, named after the model's variables, and how each layer was paired."""
+
+    moves: list[tuple[Move, str]]
+    pairings: list[dict]
+    decisions: dict[str, Decision]
+    tf_layout: list[tuple[str, list[str]]] | None = None  # Keras: h5 groups and weight order
+    aliases: dict[str, str] = field(default_factory=dict)
+
+
+def load_model(framework: str, spec: str | object) -> object:
+    """The model a ``module:factory`` spec builds (factories take no argument), or SPEC itself.
+
+    The current folder is importable, as with ``python -m``; the factory imports its framework.
+    """
+    if not isinstance(spec, str):
+        return spec
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InputError("--model", f"{framework}={spec}: expected FW=MODULE:FACTORY")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise InputError("--model", f"{framework}={spec}: cannot import it ({e})") from None
+    return factory()
+
+
+def _walker(framework: str):
+    return importlib.import_module(f"{__name__}.{ {'tf': 'keras', 'flax': 'flax', 'pt': 'torch'}[framework]}")
+
+
+def plan_target(framework: str, model: object, modules: dict[str, Module], allowed: dict[str, list[str]],
+                order: dict[str, tuple], ordered: bool, tree: TreeOrder | None = None) -> Guided:
+    """Pair the canonical MODULES with MODEL's layers and plan the writes for FRAMEWORK.
+
+    ``allowed`` gives each module's possible kinds; ``order`` its sort key: creation order when
+    ``ordered``, else the source ``tree``'s own order where it can be trusted, else names.
+    """
+    walker = _walker(framework)
+    try:
+        slots = walker.slots(model)
+    except ValueError as e:
+        raise InputError(f"--model {framework}", str(e)) from None
+    layout = LAYOUTS[framework]
+    sig_cache: dict = {}
+
+    def fits(unit: Unit, slot: Slot, cell: int | None):
+        if unit.cell is not None:
+            kind = unit.kinds[0]
+            if cell is None or kind not in slot.kinds:
+                return None
+            # a one-direction module says nothing of direction (a flax cell, a Keras LSTM may run either way)
+            have = cell_sig(kind, unit.leaves) + (unit.cell[1] if unit.rnn.directions > 1 else None,)
+            return (kind, ()) if all(w is None or h is None or w == h for w, h in zip(slot.cell_sigs[cell], have)) else None
+        if cell is not None:
+            return None
+        want = sorted((v.leaf, v.shape) for v in slot.vars if v.alias_of is None)
+        for kind in unit.kinds:
+            if kind not in slot.kinds:
+                continue
+            if kind in ("param", "buffer") and _is_float(unit.leaves[""][1]) != _is_float(slot.vars[0].dtype):
+                continue
+            params = slot.params if kind == "depthwise" and slot.params else kinds.default_params(kind, Module(unit.module, unit.leaves))
+            key = (id(unit), kind, params)
+            if key not in sig_cache:
+                sig_cache[key] = sorted((leaf, shape) for leaf, shape, _ in _native(layout, "m", unit.leaves, Decision(kind, "model", "", params)))
+            if sig_cache[key] == want:
+                return kind, params
+        return None
+
+    pairs = pairing.pair(units(modules, allowed, order, ordered, tree), slots, fits)
+    return _moves(framework, layout, slots, pairs, walker, model)
+
+
+def _is_float(dtype: str) -> bool:
+    return np.dtype(dtype).kind == "f" if dtype not in ("bfloat16", "float8_e4m3fn", "float8_e5m2") else True
+
+
+def _native(layout, name: str, leaves: dict, decision: Decision) -> list[tuple[str, tuple, Move]]:
+    """(leaf in the layer, shape, move) of every non-side-data tensor the layout writes for a module."""
+    module = Module(name, leaves)
+    dts = {(f"{name}.{leaf}" if leaf else name): np.dtype(spec[1]) for leaf, spec in leaves.items()}
+    base = layout.native_name(name, "")
+    out = []
+    for move, _ in layout.from_canonical(module, decision, dts):
+        for target, shape, _ in move.targets:
+            if not target.startswith(EXTRA + "/"):
+                rel = "" if target == base else target[len(base) + len(layout.sep):]
+                out.append((leaf_key(rel), tuple(shape), move))
+    return out
+
+
+def _moves(framework: str, layout, slots: list[Slot], pairs: list[pairing.Pair], walker, model) -> Guided:
+    by_slot: dict[int, list[pairing.Pair]] = {}
+    for p in pairs:
+        by_slot.setdefault(id(p.slot), []).append(p)
+    moves: list[tuple[Move, str]] = []
+    rows, decisions = [], {}
+    for slot in slots:
+        group = sorted(by_slot.get(id(slot), []), key=lambda p: p.cell or 0)
+        if not group:
+            continue
+        leaves, names = {}, {}
+        for p in group:
+            k, d = slot.cells[p.cell] if p.cell is not None else (None, None)
+            for leaf, spec in p.unit.leaves.items():
+                vleaf = leaf if k is None else leaf.removesuffix("_l0") + f"_l{k}{d}"
+                leaves[vleaf], names[vleaf] = spec, p.unit.names[leaf]
+            decisions[p.unit.module] = Decision(p.kind, "model", f"{slot.cls} {slot.label}: {p.evidence}", p.params)
+            rows.append({"source": p.unit.label, "tensors": list(p.unit.names.values()), "target": slot.label
+                         + (f" (cell {p.cell})" if p.cell is not None and len(slot.cells) > 1 else ""), "class": slot.cls,
+                         "kind": p.kind, "evidence": p.evidence})
+        vmod = slot.module or "m"
+        decision = Decision(group[0].kind, "model", f"{slot.cls} {slot.label}: {group[0].evidence}", group[0].params)
+        vars_ = {v.leaf: v for v in slot.vars if v.alias_of is None}
+        cname = {(f"{vmod}.{leaf}" if leaf else vmod): names[leaf] for leaf in leaves}
+        dts = {c: np.dtype(leaves[leaf][1]) for c, leaf in zip(cname, leaves)}
+        base = layout.native_name(vmod, "")
+        for move, coll in layout.from_canonical(Module(vmod, leaves), decision, dts):
+            targets, colls = [], []
+            for target, shape, dt in move.targets:
+                if target.startswith(EXTRA + "/"):
+                    targets.append((target, shape, dt))
+                    continue
+                var = vars_[leaf_key("" if target == base else target[len(base) + len(layout.sep):])]
+                targets.append((var.name, shape, dt))
+                colls.append(var.collection if framework != "pt" else PARAMS)
+            moves.append((replace(move, sources=tuple(cname[s] if s in cname else s for s in move.sources), targets=tuple(targets),
+                                  how="model", why=decision.why), colls[0] if colls else coll))
+    aliases = walker.aliases(model) if hasattr(walker, "aliases") else {}
+    for alias, first in aliases.items():
+        for move, coll in list(moves):
+            for i, (name, shape, dt) in enumerate(move.targets):
+                if name == first:
+                    moves.append((Move(move.sources, ((alias, shape, dt),), lambda xs, fn=move.fn, i=i: [list(fn(xs))[i]],
+                                       move.op, move.kind, "model", f"tied to {first}"), coll))
+    found = {n for m, _ in moves for n, _, _ in m.targets}
+    missing = [v.name for s in slots for v in s.vars if v.name not in found]
+    if missing:
+        raise LayoutError(", ".join(missing[:6]), "the model's variables get no tensor from the source")
+    tf_layout = walker.layout(model) if hasattr(walker, "layout") else None
+    return Guided(moves, rows, decisions, tf_layout, aliases)
