@@ -68,3 +68,61 @@ def test_without_side_data_weight_g_reads_as_the_older_form(tmp_path, checkpoint
     assert np.array_equal(back.load("pre.weight_v"), src.load("pre.parametrizations.weight.original1"))
     old = weight_norm(torch.nn.Conv1d(4, 6, 3))
     old.load_state_dict({k[4:]: torch.from_numpy(back.load(k).copy()) for k in back.infos if k.startswith("pre.")})
+
+
+def test_guided_into_a_keras_layer_of_its_own_and_back(tmp_path):
+    """A twin that writes weight norm by hand (add_weight g, v, b): paired tensor by tensor, both ways."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import tf_keras as keras
+    import torch
+    from safetensors.torch import load_file
+    from torch.nn.utils import parametrizations
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = parametrizations.weight_norm(torch.nn.Conv1d(4, 6, 3))
+            self.fc = torch.nn.Linear(6, 2)
+
+        def forward(self, x):  # (batch, channels, time)
+            return self.fc(self.conv(x).mean(-1))
+
+    class WeightNormConv(keras.layers.Layer):
+        def build(self, shape) -> None:
+            self.v = self.add_weight(name="v", shape=(6, 4, 3))  # PyTorch's (out, in, k), as transformers' TF wav2vec2
+            self.g = self.add_weight(name="g", shape=(6, 1, 1))
+            self.b = self.add_weight(name="b", shape=(6,))
+
+        def call(self, x):  # (batch, time, channels)
+            w = self.g * self.v / tf.norm(self.v, axis=(1, 2), keepdims=True)
+            return tf.nn.conv1d(x, tf.transpose(w, (2, 1, 0)), 1, "VALID") + self.b
+
+    class Twin(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wn, self.head = WeightNormConv(), keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.head(tf.reduce_mean(self.wn(x), 1))
+
+    torch.manual_seed(0)
+    net = Net().eval()
+    torch.save(net.state_dict(), tmp_path / "net.pt")
+    twin = Twin()
+    twin(np.zeros((1, 5, 4), np.float32))
+    result = convert(tmp_path / "net.pt", tmp_path / "tf", to=["tf"], models={"tf": twin})
+    rows = {r["source"]: r["target"] for r in result.plan.pairings["tf"]}
+    assert rows["conv.parametrizations.weight.original1"].endswith("/v") and rows["conv.parametrizations.weight.original0"].endswith("/g")
+    twin.load_weights(str(tmp_path / "tf" / "tf_model.h5"))
+    x = np.random.default_rng(0).standard_normal((2, 4, 5)).astype(np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    assert np.abs(twin(x.transpose(0, 2, 1)).numpy() - expected).max() <= 5e-5
+    fresh = Net()
+    convert(tmp_path / "tf" / "tf_model.h5", tmp_path / "back", to=["pt"], models={"pt": fresh})
+    state = load_file(str(tmp_path / "back" / "model.safetensors"))
+    fresh.load_state_dict(state, strict=True)
+    assert all(torch.equal(state[k], v) for k, v in net.state_dict().items())

@@ -110,8 +110,48 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
                 return kind, params
         return None
 
-    pairs = pairing.pair(units(modules, allowed, order, ordered, tree), slots, fits)
+    found = _loose(units(modules, allowed, order, ordered, tree), slots, layout)
+    if framework == "pt":  # PyTorch is the canonical layout: a layer can take loose tensors as they are
+        slots = _loose_slots(slots, found)
+    pairs = pairing.pair(found, slots, fits)
     return _moves(framework, layout, slots, pairs, walker, model)
+
+
+def _loose(found: list[Unit], slots: list[Slot], layout) -> list[Unit]:
+    """Modules of a class the model does not have (a custom layer's own ``add_weight``s, a weight-normed
+    conv) are offered tensor by tensor, each through the layout's op for its kind."""
+    classes = set().union(*(s.kinds for s in slots)) if slots else set()
+    out = []
+    for unit in found:
+        if unit.cell is not None or set(unit.kinds) & classes or "param" not in classes or len(unit.kinds) != 1:
+            out.append(unit)
+            continue
+        decision = Decision(unit.kinds[0], "model", "", kinds.default_params(unit.kinds[0], Module(unit.module, unit.leaves)))
+        for i, (leaf, shape, move) in enumerate(_native(layout, "m", unit.leaves, decision)):
+            source = unit.names[move.sources[0].removeprefix("m.")] if len(move.sources) == 1 else None
+            if source is None:
+                out.append(unit)  # a tensor made of several: no loose form
+                break
+            dtype = next(dt for _, s, dt in move.targets if tuple(s) == shape).name
+            out.append(Unit(source, ["param" if _is_float(dtype) else "buffer"], {"": (shape, dtype)}, {"": source},
+                            unit.order + ((i,),), unit.ordered, tree=unit.tree, pre=move))
+    return out
+
+
+def _loose_slots(slots: list[Slot], found: list[Unit]) -> list[Slot]:
+    """Torch layers of a class no source unit has, offered variable by variable to loose source tensors."""
+    offered = {k for u in found for k in u.kinds}
+    if "param" not in offered and "buffer" not in offered:
+        return slots
+    out = []
+    for slot in slots:
+        if slot.kinds & offered or slot.cells:
+            out.append(slot)
+            continue
+        for i, var in enumerate(v for v in slot.vars if v.alias_of is None):
+            out.append(Slot(var.name, f"{slot.cls} variable", frozenset({"param", "buffer"}), [replace(var, leaf="")],
+                            slot.order + ((i,),), slot.ordered, var.name))
+    return out
 
 
 def _is_float(dtype: str) -> bool:
@@ -141,6 +181,15 @@ def _moves(framework: str, layout, slots: list[Slot], pairs: list[pairing.Pair],
     for slot in slots:
         group = sorted(by_slot.get(id(slot), []), key=lambda p: p.cell or 0)
         if not group:
+            continue
+        if group[0].unit.pre is not None:  # one tensor of a module, through its kind's op
+            p, var = group[0], slot.vars[0]
+            move = p.unit.pre
+            why = f"{slot.cls} {slot.label}: {p.evidence}"
+            moves.append((replace(move, sources=(p.unit.module,), targets=((var.name,) + tuple(move.targets[0][1:]),),
+                                  how="model", why=why), var.collection if framework != "pt" else PARAMS))
+            rows.append({"source": p.unit.label, "tensors": [p.unit.module], "target": slot.label, "class": slot.cls,
+                         "kind": p.kind, "evidence": p.evidence, "transform": move.op})
             continue
         leaves, names = {}, {}
         for p in group:

@@ -75,6 +75,7 @@ class Unit:
     cell: tuple[int, str] | None = None  # recurrent: this unit is layer k, direction d of ``module``
     rnn: kinds.RNNShape | None = None
     tree: TreeOrder | None = None
+    pre: object = None  # one tensor of a module the target keeps as loose variables: the layout's move for it
 
     @property
     def path(self) -> str:
