@@ -77,6 +77,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("--out", "an output folder is needed (or use --explain)")
+    if args.verify and args.model:
+        # verification reads files back by the general names; --model files carry the model's own names
+        raise InputError("--verify", "does not check files written for --model yet: load them with your model's own loader")
     source = open_source(args.src, source_fw, key=args.key)
     bar = _progress(args, source)
     try:
@@ -158,7 +161,7 @@ def render(rows: dict) -> str:
         lines.append(f"\n{fw}:")
         pairs = rows.get("pairings", {}).get(fw, [])
         if pairs:
-            lines.append(f"  pairings with the given model ({len(pairs)} layers):")
+            lines.append(f"  pairings with the given model ({len(pairs)}):")
             lines += [f"    {p['source']} → {p['target']} [{p['class']}, {p['kind']}]: {p['evidence']}" for p in pairs]
         width = max((len(", ".join(r["from"])) for r in items), default=0)
         for r in items:

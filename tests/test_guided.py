@@ -102,7 +102,7 @@ def test_cli_model_flag_and_explain(tmp_path, cli):
     code, out, err = cli("convert", tmp_path / "cnn.pt", "--to", "tf,flax", "--explain", "--model", spec,
                          "--model", "flax=tensorferry.fixtures.autonamed:flax_cnn")
     assert code == 0, err
-    assert "pairings with the given model (6 layers)" in out
+    assert "pairings with the given model (6)" in out
     assert "features.3 → depthwise_conv2d" in out and "[DepthwiseConv2D, depthwise]: the only DepthwiseConv2D of these shapes" in out
     assert "features.0.weight" in out and "params/Conv_0/kernel" in out and "batch_stats/BatchNorm_1/var" in out
     code, out, _ = cli("convert", tmp_path / "cnn.pt", "--to", "tf", "--explain", "--json", "--model", spec)
