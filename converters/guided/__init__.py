@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -45,7 +45,6 @@ class Guided:
     pairings: list[dict]
     decisions: dict[str, Decision]
     tf_layout: list[tuple[str, list[str]]] | None = None  # Keras: h5 groups and weight order
-    aliases: dict[str, str] = field(default_factory=dict)
 
 
 def load_model(framework: str, spec: str | object) -> object:
@@ -127,12 +126,12 @@ def _loose(found: list[Unit], slots: list[Slot], layout) -> list[Unit]:
             out.append(unit)
             continue
         decision = Decision(unit.kinds[0], "model", "", kinds.default_params(unit.kinds[0], Module(unit.module, unit.leaves)))
-        for i, (leaf, shape, move) in enumerate(_native(layout, "m", unit.leaves, decision)):
-            source = unit.names[move.sources[0].removeprefix("m.")] if len(move.sources) == 1 else None
-            if source is None:
-                out.append(unit)  # a tensor made of several: no loose form
-                break
-            dtype = next(dt for _, s, dt in move.targets if tuple(s) == shape).name
+        native = _native(layout, "m", unit.leaves, decision)
+        if any(len(move.sources) != 1 for _, _, move in native):  # a tensor made of several: no loose form
+            out.append(unit)
+            continue
+        for i, (_, shape, move) in enumerate(native):
+            source, dtype = unit.names[move.sources[0].removeprefix("m.")], move.targets[0][2].name
             out.append(Unit(source, ["param" if _is_float(dtype) else "buffer"], {"": (shape, dtype)}, {"": source},
                             unit.order + ((i,),), unit.ordered, tree=unit.tree, pre=move))
     return out
@@ -180,54 +179,57 @@ def _moves(framework: str, layout, slots: list[Slot], pairs: list[pairing.Pair],
     rows, decisions = [], {}
     for slot in slots:
         group = sorted(by_slot.get(id(slot), []), key=lambda p: p.cell or 0)
-        if not group:
-            continue
-        if group[0].unit.pre is not None:  # one tensor of a module, through its kind's op
-            p, var = group[0], slot.vars[0]
-            move = p.unit.pre
-            why = f"{slot.cls} {slot.label}: {p.evidence}"
-            moves.append((replace(move, sources=(p.unit.module,), targets=((var.name,) + tuple(move.targets[0][1:]),),
-                                  how="model", why=why), var.collection if framework != "pt" else PARAMS))
-            rows.append({"source": p.unit.label, "tensors": [p.unit.module], "target": slot.label, "class": slot.cls,
-                         "kind": p.kind, "evidence": p.evidence, "transform": move.op})
-            continue
-        leaves, names = {}, {}
         for p in group:
-            k, d = slot.cells[p.cell] if p.cell is not None else (None, None)
-            for leaf, spec in p.unit.leaves.items():
-                vleaf = leaf if k is None else leaf.removesuffix("_l0") + f"_l{k}{d}"
-                leaves[vleaf], names[vleaf] = spec, p.unit.names[leaf]
-            decisions[p.unit.module] = Decision(p.kind, "model", f"{slot.cls} {slot.label}: {p.evidence}", p.params)
-            rows.append({"source": p.unit.label, "tensors": list(p.unit.names.values()), "target": slot.label
-                         + (f" (cell {p.cell})" if p.cell is not None and len(slot.cells) > 1 else ""), "class": slot.cls,
-                         "kind": p.kind, "evidence": p.evidence})
-        vmod = slot.module or "m"
-        decision = Decision(group[0].kind, "model", f"{slot.cls} {slot.label}: {group[0].evidence}", group[0].params)
-        vars_ = {v.leaf: v for v in slot.vars if v.alias_of is None}
-        cname = {(f"{vmod}.{leaf}" if leaf else vmod): names[leaf] for leaf in leaves}
-        dts = {c: np.dtype(leaves[leaf][1]) for c, leaf in zip(cname, leaves)}
-        base = layout.native_name(vmod, "")
-        for move, coll in layout.from_canonical(Module(vmod, leaves), decision, dts):
-            targets, colls = [], []
-            for target, shape, dt in move.targets:
-                if target.startswith(EXTRA + "/"):
-                    targets.append((target, shape, dt))
-                    continue
-                var = vars_[leaf_key("" if target == base else target[len(base) + len(layout.sep):])]
-                targets.append((var.name, shape, dt))
-                colls.append(var.collection if framework != "pt" else PARAMS)
-            moves.append((replace(move, sources=tuple(cname[s] if s in cname else s for s in move.sources), targets=tuple(targets),
-                                  how="model", why=decision.why), colls[0] if colls else coll))
+            rows.append({"source": p.unit.label, "tensors": list(p.unit.names.values()), "class": slot.cls, "kind": p.kind,
+                         "target": slot.label + (f" (cell {p.cell})" if p.cell is not None and len(slot.cells) > 1 else ""),
+                         "evidence": p.evidence})
+            if p.unit.pre is None:
+                decisions[p.unit.module] = Decision(p.kind, "model", f"{slot.cls} {slot.label}: {p.evidence}", p.params)
+        if group and group[0].unit.pre is not None:  # one tensor of a module, through its kind's op
+            var, move = slot.vars[0], group[0].unit.pre
+            moves.append((replace(move, sources=(group[0].unit.module,), targets=((var.name, *move.targets[0][1:]),), how="model",
+                                  why=f"{slot.cls} {slot.label}: {group[0].evidence}"), var.collection if framework != "pt" else PARAMS))
+        elif group:
+            moves += _slot_moves(framework, layout, slot, group)
     aliases = walker.aliases(model) if hasattr(walker, "aliases") else {}
-    for alias, first in aliases.items():
-        for move, coll in list(moves):
-            for i, (name, shape, dt) in enumerate(move.targets):
-                if name == first:
-                    moves.append((Move(move.sources, ((alias, shape, dt),), lambda xs, fn=move.fn, i=i: [list(fn(xs))[i]],
-                                       move.op, move.kind, "model", f"tied to {first}"), coll))
+    moves += [(Move(m.sources, ((alias, shape, dt),), lambda xs, fn=m.fn, i=i: [list(fn(xs))[i]], m.op, m.kind, "model",
+                    f"tied to {first}"), coll)
+              for alias, first in aliases.items() for m, coll in list(moves)
+              for i, (name, shape, dt) in enumerate(m.targets) if name == first]
     found = {n for m, _ in moves for n, _, _ in m.targets}
     missing = [v.name for s in slots for v in s.vars if v.name not in found]
     if missing:
         raise LayoutError(", ".join(missing[:6]), "the model's variables get no tensor from the source")
-    tf_layout = walker.layout(model) if hasattr(walker, "layout") else None
-    return Guided(moves, rows, decisions, tf_layout, aliases)
+    return Guided(moves, rows, decisions, walker.layout(model) if hasattr(walker, "layout") else None)
+
+
+def _slot_moves(framework: str, layout, slot: Slot, group: list[pairing.Pair]) -> list[tuple[Move, str]]:
+    """The layout's moves for one layer, written from a virtual canonical module named as the general
+    rules would read the layer back (so side data keeps its meaning), renamed to the layer's variables."""
+    leaves, names = {}, {}
+    for p in group:  # a recurrent layer gathers its cells: cell (k, d) of the slot is ``…_l{k}{d}``
+        k, d = slot.cells[p.cell] if p.cell is not None else (None, None)
+        for leaf, spec in p.unit.leaves.items():
+            vleaf = leaf if k is None else leaf.removesuffix("_l0") + f"_l{k}{d}"
+            leaves[vleaf], names[vleaf] = spec, p.unit.names[leaf]
+    vmod = slot.module or "m"
+    decision = Decision(group[0].kind, "model", f"{slot.cls} {slot.label}: {group[0].evidence}", group[0].params)
+    variables = {v.leaf: v for v in slot.vars if v.alias_of is None}
+    cname = {(f"{vmod}.{leaf}" if leaf else vmod): leaf for leaf in leaves}
+    dts = {c: np.dtype(leaves[leaf][1]) for c, leaf in cname.items()}
+    base = layout.native_name(vmod, "")
+    out = []
+    for move, coll in layout.from_canonical(Module(vmod, leaves), decision, dts):
+        targets, colls = [], []
+        for target, shape, dt in move.targets:
+            if target.startswith(EXTRA + "/"):
+                targets.append((target, shape, dt))
+                continue
+            leaf = leaf_key("" if target == base else target[len(base) + len(layout.sep):])
+            if leaf not in variables:
+                raise LayoutError(slot.label, f"{slot.cls} has no variable {leaf!r} for {', '.join(names.values())}")
+            targets.append((variables[leaf].name, shape, dt))
+            colls.append(variables[leaf].collection if framework != "pt" else PARAMS)
+        sources = tuple(names[cname[s]] if s in cname else s for s in move.sources)
+        out.append((replace(move, sources=sources, targets=tuple(targets), how="model", why=decision.why), colls[0] if colls else coll))
+    return out
