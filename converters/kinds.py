@@ -265,7 +265,12 @@ def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
 
 
 def torch_kind(mod) -> str | None:
-    """The kind of one ``torch.nn.Module`` from its class (``depthwise:m`` for a depthwise Conv2d), or None."""
+    """The kind of one ``torch.nn.Module`` from its class (``depthwise:m`` for a depthwise Conv2d), or None.
+
+    >>> import torch
+    >>> torch_kind(torch.nn.Conv2d(4, 8, 3, groups=4)), torch_kind(torch.nn.LSTM(3, 5, num_layers=2)), torch_kind(torch.nn.ReLU())
+    ('depthwise:2', 'lstm', None)
+    """
     cls = type(mod).__name__.removeprefix("Parametrized")  # parametrize swaps in a subclass
     kind = TORCH_CLASSES.get(cls)
     if cls in WEIGHT_NORMED and "weight" in getattr(mod, "parametrizations", {}):

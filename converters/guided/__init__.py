@@ -51,6 +51,9 @@ def load_model(framework: str, spec: str | object) -> object:
     """The model a ``module:factory`` spec builds (factories take no argument), or SPEC itself.
 
     The current folder is importable, as with ``python -m``; the factory imports its framework.
+
+    >>> load_model("pt", "tensorferry.fixtures.autonamed:torch_cnn").classifier
+    Linear(in_features=12, out_features=5, bias=True)
     """
     if not isinstance(spec, str):
         return spec

@@ -6,6 +6,13 @@ each group's values to ``layer.trainable_weights + layer.non_trainable_weights``
 model's own variables come from ``top_level_model_weights``.  Names are not read, so the file
 lists every top-level layer's weights in exactly that order.  Layer classes come from the class
 hierarchy (a subclass of ``Conv2D`` is a conv), so nothing here imports TensorFlow.
+
+>>> import tf_keras as keras
+>>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, name="fc"), keras.layers.BatchNormalization(name="bn")])
+>>> [(s.label, s.cls, [v.leaf for v in s.vars]) for s in slots(model)]
+[('fc', 'Dense', ['kernel', 'bias']), ('bn', 'BatchNormalization', ['gamma', 'beta', 'moving_mean', 'moving_variance'])]
+>>> layout(model)[1]
+('bn', ['bn/gamma', 'bn/beta', 'bn/moving_mean', 'bn/moving_variance'])
 """
 from __future__ import annotations
 

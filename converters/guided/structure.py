@@ -90,12 +90,20 @@ class Unit:
 
 
 def leaf_key(leaf: str) -> str:
-    """A variable's place in its layer, with Bidirectional halves named alike (``forward_lstm_3`` → ``forward``)."""
+    """A variable's place in its layer, with Bidirectional halves named alike (``forward_lstm_3`` → ``forward``).
+
+    >>> leaf_key("forward_lstm_3/lstm_cell/kernel"), leaf_key("kernel")
+    ('forward/lstm_cell/kernel', 'kernel')
+    """
     return re.sub(r"^(forward|backward)_[^/]+", r"\1", leaf)
 
 
 def cell_sig(kind: str, leaves: dict[str, tuple]) -> tuple:
-    """(kind, input size, hidden size, bias, proj) of one cell in ``weight_ih_l0`` form."""
+    """(kind, input size, hidden size, bias, proj) of one cell in ``weight_ih_l0`` form.
+
+    >>> cell_sig("gru", {"weight_ih_l0": ((15, 4), "float32"), "weight_hh_l0": ((15, 5), "float32")})
+    ('gru', 4, 5, False, 0)
+    """
     rows, inputs = leaves["weight_ih_l0"][0]
     hidden = rows // kinds.GATES[kind]
     proj = leaves["weight_hr_l0"][0][0] if "weight_hr_l0" in leaves else 0

@@ -4,6 +4,12 @@ Submodules of a known class (``kinds.TORCH_CLASSES``, weight-normed ones include
 ``named_modules`` order; every other module contributes its direct parameters and persistent
 buffers one by one.  A tied parameter (one tensor under two names) is filled once and copied to
 its alias, so strict loading finds every key.
+
+>>> import torch
+>>> model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5))
+>>> model[1].weight = model[0].weight  # tied
+>>> [(s.label, s.cls) for s in slots(model)], aliases(model)
+([('0', 'nn.Embedding'), ('1.bias', 'parameter')], {'1.weight': '0.weight'})
 """
 from __future__ import annotations
 

@@ -80,6 +80,12 @@ def stacked(cell: Recurrent, gates: int, prefix: Callable[[int, str, int, int], 
     one-layer unidirectional module, so those keep their names) and side data keeps PyTorch's
     per-cell names.  ``parse`` reads a native leaf back: groups ``layer``, ``dir``
     (``forward``/``backward``) and ``rest``.
+
+    >>> from tensorferry.converters.layouts import LAYOUTS
+    >>> shapes = {"weight_ih": (6, 4), "weight_hh": (6, 2)}  # nn.GRU(4, 2, num_layers=2, bidirectional=True, bias=False)
+    >>> specs = {f"{w}_l{k}{d}": (s, np.dtype("float32")) for w, s in shapes.items() for k in (0, 1) for d in ("", "_reverse")}
+    >>> [n for n, _, _ in LAYOUTS["tf"].recurrent["gru"].native_leaves(specs)][:3]
+    ['l0/forward_gru/gru_cell/kernel', 'l0/forward_gru/gru_cell/recurrent_kernel', 'l0/backward_gru/gru_cell/kernel']
     """
 
     def shape_of(specs: dict) -> kinds.RNNShape:

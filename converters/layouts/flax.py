@@ -150,7 +150,11 @@ LAYOUT = Layout(NAME, LEAVES, {k: stacked(_recurrent(k), len(GATES[k]), _prefix,
 
 
 def is_recurrent_leaf(leaf: str) -> bool:
-    """Whether a leaf (relative to its module) is part of a recurrent cell."""
+    """Whether a leaf (relative to its module) is part of a recurrent cell.
+
+    >>> is_recurrent_leaf("backward_rnn/cell/hf/bias"), is_recurrent_leaf("kernel")
+    (True, False)
+    """
     return RNN_PATH.fullmatch(leaf) is not None
 
 

@@ -138,7 +138,11 @@ LAYOUT = Layout(NAME, LEAVES, {k: stacked(_recurrent(k), len(GATE_ORDER[k]), _pr
 
 
 def is_recurrent_leaf(leaf: str) -> bool:
-    """Whether a leaf (relative to its module) is part of a recurrent cell."""
+    """Whether a leaf (relative to its module) is part of a recurrent cell.
+
+    >>> is_recurrent_leaf("forward_lstm_2/lstm_cell/kernel"), is_recurrent_leaf("kernel")
+    (True, False)
+    """
     return RNN_PATH.fullmatch(leaf) is not None
 
 
