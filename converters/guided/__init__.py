@@ -87,6 +87,7 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
         raise InputError(f"--model {framework}", str(e)) from None
     layout = LAYOUTS[framework]
     sig_cache: dict = {}
+    wants: dict[int, list] = {}
 
     def fits(unit: Unit, slot: Slot, cell: int | None):
         if unit.cell is not None:
@@ -98,7 +99,9 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
             return (kind, ()) if all(w is None or h is None or w == h for w, h in zip(slot.cell_sigs[cell], have)) else None
         if cell is not None:
             return None
-        want = sorted((v.leaf, v.shape) for v in slot.vars if v.alias_of is None)
+        if id(slot) not in wants:
+            wants[id(slot)] = sorted((v.leaf, v.shape) for v in slot.vars if v.alias_of is None)
+        want = wants[id(slot)]
         for kind in unit.kinds:
             if kind not in slot.kinds:
                 continue

@@ -54,12 +54,14 @@ def _vars(slot: Slot) -> str:
 def pair(units: list[Unit], slots: list[Slot], fits: Fits) -> list[Pair]:
     """Every unit with exactly one slot (cell), or a ``LayoutError`` naming both sides."""
     targets = [(s, c) for s in slots for c in (range(len(s.cells)) if s.cells else [None])]
+    by_kind: dict[str, list[int]] = {}
+    for j, (s, _) in enumerate(targets):
+        for kind in s.kinds if not s.note else ():
+            by_kind.setdefault(kind, []).append(j)
     fit: dict[tuple[int, int], tuple] = {}
     for i, u in enumerate(units):
-        for j, (s, c) in enumerate(targets):
-            if s.note:
-                continue
-            got = fits(u, s, c)
+        for j in sorted({j for kind in u.kinds for j in by_kind.get(kind, ())}):
+            got = fits(u, *targets[j])
             if got is not None:
                 fit[i, j] = got
     by_unit = {i: [j for j in range(len(targets)) if (i, j) in fit] for i in range(len(units))}
@@ -74,8 +76,10 @@ def pair(units: list[Unit], slots: list[Slot], fits: Fits) -> list[Pair]:
     for j, is_ in by_target.items():
         if not is_:
             s, c = targets[j]
+            near = [f"{u.label}: {_shapes(u)}" for u in units if set(u.kinds) & s.kinds][:4]
             raise LayoutError(_target(s, c), f"no source tensor fits this layer's variables ({s.note or _vars(s)}); "
-                                             f"the source has no {'/'.join(sorted(s.kinds))} of these shapes left")
+                                             + (f"source layers of that kind: {'; '.join(near)}" if near
+                                                else f"the source has no {'/'.join(sorted(s.kinds))}"))
     pairs: list[Pair] = []
     for group_u, group_t in _components(by_unit, by_target):
         pairs += _settle([units[i] for i in group_u], [targets[j] for j in group_t],
