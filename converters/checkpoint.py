@@ -24,6 +24,7 @@ from .formats.h5_file import KerasH5File, native_dtype
 from .formats.msgpack_file import MsgpackFile
 from .formats.pickle_file import PickleFile
 from .formats.safetensors_file import SafetensorsFile
+from .selection import Found
 from .layouts import tf
 
 FORMAT_FRAMEWORK = {"safetensors": "pt", "pickle": "pt", "h5": "tf", "msgpack": "flax"}
@@ -51,14 +52,14 @@ def sniff(path: Path) -> str:
     raise InputError(path, "unknown format: not safetensors, HDF5, a PyTorch pickle or a Flax msgpack file" if size else "empty file")
 
 
-def _open_file(path: Path, fmt: str, model_name: str):
+def _open_file(path: Path, fmt: str, model_name: str, key: str | None = None):
     if fmt == "safetensors":
         return SafetensorsFile(path)
     if fmt == "h5":
         return KerasH5File(path, model_name)
     if fmt == "msgpack":
         return MsgpackFile(path)
-    return PickleFile(path)
+    return PickleFile(path, key)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Source:
     infos: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)
     extras: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)  # side data, by canonical name
     ties: dict[str, str] = field(default_factory=dict)  # alias → tensor it shares data with
+    found: Found | None = None  # a training checkpoint: where its state dict was, what was left out
     _where: dict[str, object] = field(default_factory=dict, repr=False)
 
     def load(self, name: str) -> np.ndarray:
@@ -151,11 +153,12 @@ def _check_index(index: Path, weight_map: dict[str, str], readers: dict[Path, ob
             raise InputError(index, f"lists tensor {name!r} in {path.name}, which does not hold it")
 
 
-def open_source(src: str | Path, framework: str | None = None) -> Source:
+def open_source(src: str | Path, framework: str | None = None, key: str | None = None) -> Source:
     """Open SRC: a folder (standard names, with ``config.json``) or a single weights file.
 
-    ``framework`` ("pt", "tf", "flax") picks one when a folder holds several.  Only regular files
-    are read, and in a folder only files inside it (see ``formats.limits.regular_file``).
+    ``framework`` ("pt", "tf", "flax") picks one when a folder holds several; ``key`` is where
+    the state dict is inside a PyTorch training checkpoint (``--key``).  Only regular files are
+    read, and in a folder only files inside it (see ``formats.limits.regular_file``).
     """
     src = Path(src)
     if not src.exists():
@@ -197,9 +200,12 @@ def open_source(src: str | Path, framework: str | None = None) -> Source:
     source = Source(fws.pop(), files, config, config_path)
     if framework and source.framework != framework:
         raise InputError(src, f"holds {source.framework} weights, not {framework}")
+    if key and set(fmts.values()) != {"pickle"}:
+        raise InputError(src, f"--key {key}: only PyTorch pickles (.bin/.pt/.ckpt) nest their state dict; this is {sorted(set(fmts.values()))[0]}")
     readers = {}
     for f, fmt in fmts.items():
-        reader = readers[f] = _open_file(f, fmt, model_name)
+        reader = readers[f] = _open_file(f, fmt, model_name, key)
+        source.found = getattr(reader, "found", None) or source.found
         for name, spec in reader.infos.items():
             if name in source.infos or name in source._where:
                 raise InputError(f, f"tensor {name!r} appears in more than one shard")

@@ -16,7 +16,7 @@ from .constants import CANONICAL, EXTRA, FRAMEWORKS, parse_frameworks
 from .dtypes import cast_dtype
 from .errors import InputError
 from .kinds import check_table
-from .pipeline import convert, plan_for
+from .pipeline import convert, plan_for, select
 from .plan import Plan
 
 
@@ -37,6 +37,12 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--kind", action="append", default=[], metavar="REGEX=KIND",
                    help="declare a module's kind, e.g. 'features\\.3=depthwise:2' (repeatable)")
     p.add_argument("--layout-map", help="a layout map JSON to use instead of the one for config.json's model_type")
+    p.add_argument("--key", metavar="PATH", help="where the state dict is in a training checkpoint, e.g. state_dict or model.ema")
+    p.add_argument("--drop", action="append", default=[], metavar="REGEX",
+                   help="leave out source tensors whose name matches (re.search; repeatable)")
+    p.add_argument("--model", action="append", default=[], metavar="FW=MODULE:FACTORY",
+                   help="write FW's file for your own model (a no-argument factory: built tf_keras model, flax variables, "
+                        "or nn.Module), pairing its layers with the source by structure (repeatable)")
     p.add_argument("--no-extras", dest="extras", action="store_false",
                    help="leave out the side data that makes LSTM/GRU/BatchNorm round trips exact")
     p.add_argument("--verify", action="store_true", help="verify the written variants afterwards")
@@ -62,22 +68,28 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.dtype:
         cast_dtype(args.dtype)  # refused before anything is read
     if args.explain:
-        source = open_source(args.src, source_fw)
-        plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map)
+        source = open_source(args.src, source_fw, key=args.key)
+        dropped, warnings = select(source, args.drop)
+        plan = plan_for(source, args.to, strict=args.strict, kinds=kinds, layout_map=args.layout_map, models=args.model)
         rows = explain(plan)
+        rows.update(checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
+            _notes(source.found, dropped, warnings)
             print(render(rows))
         return 0
     if not args.out:
         raise InputError("--out", "an output folder is needed (or use --explain)")
-    source = open_source(args.src, source_fw)
+    if args.verify and args.model:
+        # verification reads files back by the general names; --model files carry the model's own names
+        raise InputError("--verify", "does not check files written for --model yet: load them with your model's own loader")
+    source = open_source(args.src, source_fw, key=args.key)
     bar = _progress(args, source)
     try:
         result = convert(source, args.out, args.to, source_framework=source_fw, strict=args.strict,
                          dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
-                         extras=args.extras, progress=bar.update if bar else None)
+                         extras=args.extras, progress=bar.update if bar else None, drop=args.drop, models=args.model)
     finally:
         if bar:
             bar.close()
@@ -96,10 +108,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
             print(f"{fw}: {', '.join(o.files)} ({o.tensors} tensors, {o.bytes / 1e6:.1f} MB)")
         for module, why in result.heuristics.items():
             print(f"heuristic: {module} taken as {why}", file=sys.stderr)
+        _notes(source.found, result.dropped, result.warnings)
         print(f"wrote {args.out} in {result.seconds:.2f}s")
         if args.verify:
             print(verification.summary())
     return code
+
+
+def _notes(found, dropped: list[str], warnings: list[str]) -> None:
+    """What was taken from a training checkpoint and what was left out, on stderr."""
+    for line in found.lines() if found else []:
+        print(f"checkpoint: {line}", file=sys.stderr)
+    if dropped:
+        print(f"dropped ({len(dropped)}): {', '.join(dropped)}", file=sys.stderr)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _progress(args: argparse.Namespace, source):
@@ -118,7 +141,7 @@ def explain(plan: Plan) -> dict:
     canonical = {name: m for m in plan.canonical for name, _, _ in m.targets}
     out = {"route": [plan.source.framework, CANONICAL, ", ".join(plan.targets)], "source": [str(f) for f in plan.source.files],
            "kinds": {m: {"kind": d.kind, "decided_by": d.how, "why": d.why, **dict(d.params)} for m, d in plan.decisions.items()},
-           "targets": {}}
+           "targets": {}, "pairings": plan.pairings}
     for fw, moves in plan.targets.items():
         rows = []
         for move, _ in moves:
@@ -140,6 +163,10 @@ def render(rows: dict) -> str:
         lines.append(f"decided by heuristic ({len(heur)}): " + ", ".join(heur))
     for fw, items in rows["targets"].items():
         lines.append(f"\n{fw}:")
+        pairs = rows.get("pairings", {}).get(fw, [])
+        if pairs:
+            lines.append(f"  pairings with the given model ({len(pairs)}):")
+            lines += [f"    {p['source']} → {p['target']} [{p['class']}, {p['kind']}]: {p['evidence']}" for p in pairs]
         width = max((len(", ".join(r["from"])) for r in items), default=0)
         for r in items:
             lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}")

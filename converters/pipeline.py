@@ -27,6 +27,7 @@ from .layouts import MODULES, PARAMS
 from .maps import kinds as kind_maps
 from .moves import Move
 from .plan import Options, Plan, build
+from .selection import drop_names
 
 
 @dataclass
@@ -52,6 +53,9 @@ class ConvertResult:
     heuristics: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     plan: Plan | None = None
+    checkpoint: dict | None = None  # a training checkpoint: {"key", "ignored", "stripped"}
+    dropped: list[str] = field(default_factory=list)  # source tensors --drop left out
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -59,6 +63,7 @@ class ConvertResult:
             "outputs": {fw: {"files": o.files, "bytes": o.bytes, "tensors": o.tensors,
                              "sha256": {f: d.sha256 for f, d in o.digests.items()}} for fw, o in self.outputs.items()},
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
+            "checkpoint": self.checkpoint, "dropped": self.dropped, "warnings": self.warnings,
         }
 
 
@@ -95,21 +100,29 @@ def convert(
     layout_map: str | Path | dict | None = None,
     extras: bool = True,
     progress: Callable[[int], None] | None = None,
+    key: str | None = None,
+    drop: Sequence[str] = (),
+    models: dict[str, object] | None = None,
 ) -> ConvertResult:
     """Convert SRC (folder or file) into OUT, one variant per framework in ``to``.
 
     ``kinds`` ({regex: kind}) and ``structure`` (a ``torch.nn.Module`` or such a dict) tell the
-    planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.
+    planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.  ``key``
+    chooses the state dict inside a training checkpoint; ``drop`` (regexes) leaves source tensors out.
+    ``models`` ({framework: model or "module:factory"}) writes each such target for that model's
+    own loader, pairing its layers with the source by structure (see ``guided``).
     """
     started = time.perf_counter()
     to = parse_frameworks(to)
     cast = dtypes.cast_dtype(dtype) if dtype else None
     shard_size = parse_size(max_shard_size)
-    source = src if isinstance(src, Source) else open_source(src, source_framework)
-    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast)
+    source = src if isinstance(src, Source) else open_source(src, source_framework, key=key)
+    dropped, warnings = select(source, drop)
+    plan = plan_for(source, to, strict=strict, kinds=kinds, structure=structure, layout_map=layout_map, cast=cast, models=models)
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
-                           heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()})
+                           heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
+                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
     producer = Producer(source, plan.canonical)
     with atomic_outputs() as files:
         files.prepare(out, [FILES[fw] for fw in to])  # dead runs' partial files go; stale variants go at commit
@@ -121,9 +134,35 @@ def convert(
     return result
 
 
+def select(source: Source, drop: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Leave out the source tensors any ``drop`` regex finds; (dropped names, warnings).
+
+    A pattern that finds nothing is a warning, not an error (the same command serves several files).
+
+    >>> src = open_source("fixtures/checkpoints/cnn")
+    >>> select(src, [r"^head\\.", "nothing"])
+    (['head.bias', 'head.weight'], ["--drop 'nothing' matched no tensor"])
+    >>> "head.weight" in src.infos
+    False
+    """
+    if not drop:
+        return [], []
+    dropped, unused = drop_names(list(source.infos), list(drop))
+    if len(dropped) == len(source.infos):
+        raise InputError("--drop", f"{', '.join(drop)} would leave out every tensor of {source.files[0]}")
+    for name in dropped:
+        del source.infos[name]
+    gone = set(dropped)
+    source.ties = {a: t for a, t in source.ties.items() if a not in gone and t not in gone}
+    return dropped, [f"--drop {p!r} matched no tensor" for p in unused]
+
+
 def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, kinds: dict[str, str] | None = None,
-             structure: object | None = None, layout_map: str | Path | dict | None = None, cast: np.dtype | None = None) -> Plan:
+             structure: object | None = None, layout_map: str | Path | dict | None = None, cast: np.dtype | None = None,
+             models: dict[str, object] | None = None) -> Plan:
     """Plan without writing: what ``--explain`` prints.
+
+    A PyTorch model in ``models`` for a PyTorch source that is not a target serves as ``structure``.
 
     >>> plan = plan_for(open_source("fixtures/checkpoints/cnn"), "flax")
     >>> [m.targets[0][0] for m, _ in plan.targets["flax"]][:2]
@@ -131,6 +170,20 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
     """
     from .kinds import check_table, kinds_from_torch
 
+    to = parse_frameworks(to)
+    models = {fw: m for fw, m in parse_models(models).items()}
+    if models:
+        from .guided import load_model
+
+        models = {fw: load_model(fw, m) for fw, m in models.items()}
+        if "pt" in models and "pt" not in to and source.framework == "pt" and structure is None:
+            structure = models.pop("pt")  # the PyTorch twin of a PyTorch source: its kinds and creation order
+            unknown = sorted(set(source.infos) - set(structure.state_dict()))
+            if unknown:
+                raise InputError("--model pt", f"the PyTorch model has no {', '.join(unknown[:5])}: it is not this checkpoint's model")
+        unused = sorted(set(models) - set(to))
+        if unused:
+            raise InputError("--model", f"a model for {', '.join(unused)}, which is not a target (--to {','.join(to)})")
     found = kind_maps.load_full(layout_map) if layout_map is not None else kind_maps.find_full(source.config)
     kind_map, order = (found or {}).get("kinds"), (found or {}).get("order")
     given = dict(check_table(kinds, "kinds") if kinds else {})
@@ -140,8 +193,25 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
         from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
         order = [k for k in from_model if not isinstance(structure, dict)] or order
         given.update({k: v for k, v in from_model.items() if v})
-    return build(source, Options(list(parse_frameworks(to)), kind_map=kind_map, structure=given or None, strict=strict,
-                                 cast=cast, order=order))
+    return build(source, Options(list(to), kind_map=kind_map, structure=given or None, strict=strict,
+                                 cast=cast, order=order, models=models or None))
+
+
+def parse_models(models: dict[str, object] | Sequence[str] | None) -> dict[str, object]:
+    """``{"tf": model}`` or CLI ``["tf=pkg.mod:factory"]`` → {framework: model or spec}.
+
+    >>> parse_models(["tensorflow=pkg.twins:keras_model"])
+    {'tf': 'pkg.twins:keras_model'}
+    """
+    if not models:
+        return {}
+    items = models.items() if isinstance(models, dict) else [tuple(m.partition("=")[::2]) for m in models]
+    out = {}
+    for fw, model in items:
+        if not fw or model in ("", None):
+            raise InputError("--model", f"expected FW=MODULE:FACTORY, got {fw!r}")
+        out[parse_frameworks([fw], "--model")[0]] = model
+    return out
 
 
 class Producer:
@@ -184,7 +254,7 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
             if dt.name not in module.CAN_HOLD:
                 raise InputError(names_of.single, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
     if fw == "tf":
-        main = _keras_order(main, collection)
+        main = _keras_order(main, collection, plan)
 
     def produce(name: str) -> np.ndarray:
         arr = producer.run(by_name[name], name, producer.canonical_tensor)
@@ -243,8 +313,14 @@ def _keras_group(name: str) -> str:
     return parts[1] if len(parts) >= 3 else h5_file.TOP_LEVEL
 
 
-def _keras_order(specs: list, collection: dict[str, str]) -> list:
+def _keras_order(specs: list, collection: dict[str, str], plan: Plan) -> list:
     """Keras' load order: layers in order of first appearance; in each, trainable then the rest."""
+    if plan.tf_layout:  # a model was given: its own layers, and each layer's weights as it loads them
+        rank: dict[str, int] = {}
+        for _, names in plan.tf_layout:
+            for name in names:
+                rank.setdefault(name, len(rank))
+        return sorted(specs, key=lambda s: rank[s[0]])
     layers: dict[str, list] = {}
     for spec in specs:
         layers.setdefault(_keras_group(spec[0]), []).append(spec)
@@ -252,6 +328,9 @@ def _keras_order(specs: list, collection: dict[str, str]) -> list:
 
 
 def _keras_layers(specs: list, collection: dict[str, str], plan: Plan) -> list[tuple[str, list[str]]]:
+    if plan.tf_layout:
+        have = {name for name, _, _ in specs}
+        return [(layer, [n for n in names if n in have]) for layer, names in plan.tf_layout]
     layers: dict[str, list[str]] = {layer: [] for layer in plan.tf_layers}
     for name, _, _ in specs:
         for group in plan.tf_groups(name) if plan.tf_groups else [_keras_group(name)]:

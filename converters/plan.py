@@ -39,6 +39,7 @@ class Options:
     strict: bool = False
     cast: np.dtype | None = None  # --dtype: applied to canonical tensors, before any layout op
     order: list[str] | None = None  # module regexes in model order (map "order" / structure)
+    models: dict[str, object] | None = None  # target framework → the user's model (guided conversion)
 
 
 @dataclass
@@ -52,6 +53,9 @@ class Plan:
     # the groups each weight is listed in (a head may list the embeddings again).
     tf_layers: list[str] = field(default_factory=list)
     tf_groups: Callable[[str], list[str]] | None = None
+    # Guided targets (a model was given): how each layer was paired, and Keras' exact h5 layout.
+    pairings: dict[str, list[dict]] = field(default_factory=dict)
+    tf_layout: list[tuple[str, list[str]]] | None = None
 
     @property
     def canonical_specs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -64,7 +68,7 @@ class Plan:
 
 def build(source: Source, options: Options) -> Plan:
     """Plan source → canonical → every target in ``options.targets``."""
-    arch = None if options.kind_map else tx_maps.find_map(source.config)
+    arch = None if options.kind_map or options.models else tx_maps.find_map(source.config)
     plan = _build_from_map(source, options, arch) if arch is not None else _build_general(source, options)
     _check_names(plan)
     return plan
@@ -95,24 +99,62 @@ def _check_names(plan: Plan) -> None:
 
 def _build_general(source: Source, options: Options) -> Plan:
     if source.framework == "pt":
-        canonical, decisions = _identity(source), {}
+        canonical, decisions, alike = _identity(source), {}, {}
     else:
-        canonical, decisions = _native_to_canonical(source, options)
+        canonical, decisions, alike = _native_to_canonical(source, options)
     if options.cast is not None:
         canonical = [_cast(m, options.cast) for m in canonical]
     specs = {name: (shape, dt) for m in canonical for name, shape, dt in m.targets}
     modules = _modules(specs)
     if options.order:
         modules = dict(sorted(modules.items(), key=lambda kv: _model_order(kv[1], options.order)))
-    for name, module in modules.items():
+    plan = Plan(source, canonical, decisions, tf_model_name=tf.model_name(source.config))
+    guided = [fw for fw in options.targets if fw in (options.models or {})]
+    if guided:  # the model's layers decide the kinds of what they pair with
+        _guided(plan, guided, modules, alike, options)
+    plain = replace(options, targets=[fw for fw in options.targets if fw not in guided])
+    for name, module in modules.items() if plain.targets else ():
         prior = decisions.get(name)
         fits = kinds.candidates(module)
         if prior is None or prior.kind not in fits:
-            decisions[name] = _decide(module, fits, options, lambda k, m=module: _target_signature(m, k, specs, options))
-    plan = Plan(source, canonical, decisions, tf_model_name=tf.model_name(source.config))
-    for fw in options.targets:
+            decisions[name] = _decide(module, fits, plain, lambda k, m=module: _target_signature(m, k, specs, plain))
+    for fw in plain.targets:
         plan.targets[fw] = _from_canonical(fw, modules, decisions, specs, plan.tf_model_name)
     return plan
+
+
+def _guided(plan: Plan, targets: list[str], modules: dict[str, Module], alike: dict[str, list[str]], options: Options) -> None:
+    """Targets planned from the user's models: every module paired with a layer by structure (``guided``)."""
+    from . import guided
+    from .guided.structure import TreeOrder, natural_key
+
+    first: dict[str, int] = {}
+    for i, move in enumerate(plan.canonical):
+        for name, _, _ in move.targets:
+            first.setdefault(name, i)
+    # Creation order: a map's or model's `order`, a pickle's state dict; an h5's or msgpack's own
+    # order where it is not sorted (Keras and flax list creation order); else names (safetensors sorts).
+    readers = {type(r).__name__ for r in plan.source._where.values()}
+    ordered = bool(options.order) or readers == {"PickleFile"}
+    tree = None if ordered or readers & {"SafetensorsFile", "PickleFile"} else TreeOrder(list(first), ".")
+    allowed, order = {}, {}
+    for name, module in modules.items():
+        fits = kinds.candidates(module)
+        given = kinds.lookup(options.kind_map, name) or kinds.lookup(options.structure, name)
+        if given:
+            allowed[name] = [_decide(module, fits, options, lambda k: k).kind]
+        else:
+            allowed[name] = [k for k in fits if k in alike.get(name, fits)] or fits
+        full = [f"{name}.{leaf}" if name and leaf else (name or leaf) for leaf in module.leaves]
+        order[name] = (_model_order(module, options.order) if options.order else (min(first[n] for n in full),) if ordered
+                       else tree.key(name) if tree else natural_key(name))
+    for fw in targets:
+        g = guided.plan_target(fw, options.models[fw], modules, allowed, order, ordered, tree)
+        plan.targets[fw], plan.pairings[fw] = g.moves, g.pairings
+        plan.tf_layout = g.tf_layout if fw == "tf" else plan.tf_layout
+        for name, decision in g.decisions.items():
+            if plan.decisions.get(name, Decision("", "")).how != "model":
+                plan.decisions[name] = decision
 
 
 def _cast(move: Move, dtype: np.dtype) -> Move:
@@ -215,7 +257,9 @@ def _native_modules(source: Source) -> dict[str, tuple[dict[str, tuple], dict[st
     """Native modules: path → (leaf → spec, leaf → full name, collection)."""
     names = list(source.infos)
     if source.framework == "tf":
-        stripped = {n: n.split("/", 1)[1] if "/" in n else n for n in names}
+        # Subclassed models put their own name first (``tf_model/conv/kernel``); functional ones do not.
+        common = len({n.split("/", 1)[0] for n in names}) == 1 and all("/" in n for n in names)
+        stripped = {n: n.split("/", 1)[1] if common else n for n in names}
         split = {n: tf.split_native(s) for n, s in stripped.items()}
         colls = {n: PARAMS for n in names}
     else:
@@ -235,13 +279,39 @@ def _native_modules(source: Source) -> dict[str, tuple[dict[str, tuple], dict[st
         key = (path, colls[n] if colls[n] not in (PARAMS, "batch_stats") else "")
         leaves, full, _ = out.setdefault(key, ({}, {}, colls[n]))
         leaves[leaf], full[leaf] = source.infos[n], n
+    _merge_layers(out, fx if source.framework == "flax" else tf)
     return out
 
 
-def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], dict[str, Decision]]:
+def _merge_layers(modules: dict, layout) -> None:
+    """A stacked recurrent module is written as sibling layers ``l0``, ``l1``, …: one module again.
+
+    Only when the layers are contiguous from ``l0``, at least two, all recurrent, and their parent
+    holds nothing of its own (a PyTorch LSTM module has only its weights).
+    """
+    groups: dict[tuple, dict[int, tuple]] = {}
+    for (path, ck), (leaves, full, coll) in modules.items():
+        parent, _, last = path.rpartition("/")
+        m = layout.LAYER_LEVEL.fullmatch(last)
+        if m and leaves and all(layout.is_recurrent_leaf(leaf) for leaf in leaves):
+            groups.setdefault((parent, ck), {})[int(m.group(1))] = (path, ck)
+    for (parent, ck), layers in groups.items():
+        if len(layers) < 2 or set(layers) != set(range(len(layers))) or (parent, ck) in modules:
+            continue
+        leaves, full, coll = {}, {}, None
+        for k in sorted(layers):
+            sub_leaves, sub_full, coll = modules.pop(layers[k])
+            leaves.update({f"l{k}/{leaf}": spec for leaf, spec in sub_leaves.items()})
+            full.update({f"l{k}/{leaf}": name for leaf, name in sub_full.items()})
+        modules[(parent, ck)] = (leaves, full, coll)
+
+
+def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], dict[str, Decision], dict[str, list[str]]]:
+    """Canonical moves, each native module's decision, and the kinds that read it alike (same ops)."""
     layout = LAYOUTS[source.framework]
     moves: list[Move] = []
     decisions: dict[str, Decision] = {}
+    alike: dict[str, list[str]] = {}
     for (path, _), (leaves, full, coll) in _native_modules(source).items():
         cmod = layout.canonical_module(path)
         trial = {k: layout.to_canonical(path, k, leaves, full, source.extras, Decision(k, "probe")) for k in _native_kinds(layout)}
@@ -265,7 +335,9 @@ def _native_to_canonical(source: Source, options: Options) -> tuple[list[Move], 
         # the probe built these moves already; only who decided (and why) changes
         moves.extend(replace(m, how=decision.how, why=m.why or decision.why) for m in trial[decision.kind])
         decisions[cmod] = decision
-    return moves, decisions
+        same = [(m.op, m.targets) for m in trial[decision.kind]]
+        alike[cmod] = [k for k in fits if [(m.op, m.targets) for m in trial[k]] == same]
+    return moves, decisions, alike
 
 
 def _native_kinds(layout: Layout) -> list[str]:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
+from ..selection import Found, find_state_dict
 from . import limits
 
 
@@ -25,14 +26,17 @@ def _torch():
 
 
 class PickleFile:
-    """A PyTorch state dict pickle.  ``ties`` maps each alias to the first name sharing its data.
+    """A PyTorch state dict pickle, or a training checkpoint holding one (``key`` chooses it).
+
+    ``ties`` maps each alias to the first name sharing its data; ``found`` says where the state
+    dict was and what was ignored or stripped.
 
     >>> f = PickleFile("pytorch_model.bin")                 # doctest: +SKIP
     >>> f.infos["bert.embeddings.word_embeddings.weight"]    # doctest: +SKIP
     ((30522, 768), dtype('float32'))
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, key: str | None = None) -> None:
         self.path = limits.regular_file(path)
         torch = _torch()
         try:
@@ -42,10 +46,9 @@ class PickleFile:
             if "weights_only" in str(e) or "Unsupported global" in str(e):
                 raise InputError(self.path, f"refused to unpickle: the pickle asks for code, not only tensors ({msg})") from None
             raise InputError(self.path, f"not a readable PyTorch checkpoint ({type(e).__name__}: {msg})") from None
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]  # Lightning-style wrapper
-        if not isinstance(state, dict):
-            raise InputError(self.path, f"not a state dict: a {type(state).__name__}, not a mapping of names to tensors")
+        # A training checkpoint holds the state dict among other things: find it (see ``selection``).
+        self.found: Found
+        state, self.found = find_state_dict(state, key, is_tensor=lambda v: isinstance(v, torch.Tensor), where=self.path)
         self._tensors: dict[str, object] = {}
         self.ties: dict[str, str] = {}
         seen: dict[tuple, str] = {}
@@ -58,11 +61,11 @@ class PickleFile:
                 raise InputError(self.path, f"{what} is a {t.layout} tensor{' (quantized)' if t.is_quantized else ''}: only dense tensors convert")
             limits.tensor_dtype(_np_dtype(t.dtype, self.path, what), self.path, what)
             limits.nbytes(limits.shape(tuple(t.shape), self.path, what), _np_dtype(t.dtype, self.path, what), self.path, what)
-            key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
-            if t.numel() and key in seen:
-                self.ties[name] = seen[key]
+            storage = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+            if t.numel() and storage in seen:
+                self.ties[name] = seen[storage]
                 continue
-            seen[key] = name
+            seen[storage] = name
             self._tensors[name] = t
 
     @property

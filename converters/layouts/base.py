@@ -9,6 +9,7 @@ recurrent kinds, whose tensors do not map one to one, bring a pair of functions 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,6 +18,7 @@ import numpy as np
 from .. import kinds, ops
 from ..kinds import Decision, Module
 from ..constants import EXTRA
+from ..errors import LayoutError
 from ..moves import Move, single
 
 # A collection says where a tensor lives: trained parameters, running statistics or buffers.
@@ -45,6 +47,7 @@ class Leaf:
     canonical: str
     op: Callable[[tuple[int, ...] | None, Decision], ops.Op] | None = None
     collection: str = PARAMS
+    marker: bool = False  # side data whose presence says the kind applies (read back from elsewhere)
 
     def forward(self, shape: tuple[int, ...] | None, decision: Decision) -> ops.Op:
         return self.op(shape, decision) if self.op else ops.IDENTITY
@@ -63,6 +66,84 @@ class Recurrent:
     to_canonical: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     canonical_leaves: Callable[[dict[str, tuple[tuple[int, ...], np.dtype]]], list[tuple[str, tuple[int, ...], np.dtype]]]
     describe: str
+
+
+# The per-cell leaves of a recurrent module; a one-cell rule sees them with the suffix _l0.
+CELL_LEAVES = kinds.RNN_BASES
+
+
+def stacked(cell: Recurrent, gates: int, prefix: Callable[[int, str, int, int], str], parse: re.Pattern) -> Recurrent:
+    """A rule for whole stacked and bidirectional modules, from a rule for one cell.
+
+    Each (layer k, direction d) of ``weight_ih_l{k}{d}…`` goes through ``cell`` as if it were
+    ``weight_ih_l0…``; its native leaves get ``prefix(k, d, layers, directions)`` (``""`` for a
+    one-layer unidirectional module, so those keep their names) and side data keeps PyTorch's
+    per-cell names.  ``parse`` reads a native leaf back: groups ``layer``, ``dir``
+    (``forward``/``backward``) and ``rest``.
+
+    >>> from tensorferry.converters.layouts import LAYOUTS
+    >>> shapes = {"weight_ih": (6, 4), "weight_hh": (6, 2)}  # nn.GRU(4, 2, num_layers=2, bidirectional=True, bias=False)
+    >>> specs = {f"{w}_l{k}{d}": (s, np.dtype("float32")) for w, s in shapes.items() for k in (0, 1) for d in ("", "_reverse")}
+    >>> [n for n, _, _ in LAYOUTS["tf"].recurrent["gru"].native_leaves(specs)][:3]
+    ['l0/forward_gru/gru_cell/kernel', 'l0/forward_gru/gru_cell/recurrent_kernel', 'l0/backward_gru/gru_cell/kernel']
+    """
+
+    def shape_of(specs: dict) -> kinds.RNNShape:
+        shape = kinds.rnn_shape({k: (tuple(v[0]), "") for k, v in specs.items()}, gates)
+        if shape is None:
+            raise ValueError("not a stacked recurrent module")
+        if shape.proj:
+            raise ValueError(f"an LSTM with proj_size={shape.proj} (weight_hr_l…) has no counterpart in this framework")
+        return shape
+
+    def per_cell(values: dict, k: int, d: str) -> dict:
+        return {f"{base}_l0": values[f"{base}_l{k}{d}"] for base in CELL_LEAVES if f"{base}_l{k}{d}" in values}
+
+    def rename(leaf: str, k: int, d: str, shape: kinds.RNNShape) -> str:
+        if leaf.startswith(EXTRA + "/"):
+            return leaf.removesuffix("_l0") + f"_l{k}{d}"
+        return prefix(k, d, shape.layers, shape.directions) + leaf
+
+    def native_leaves(c):
+        shape = shape_of(c)
+        return [(rename(leaf, k, d, shape), s, dt) for k, d in shape.cells() for leaf, s, dt in cell.native_leaves(per_cell(c, k, d))]
+
+    def to_native(w):
+        shape = shape_of({k: (v.shape, v.dtype) for k, v in w.items()})
+        return {rename(leaf, k, d, shape): arr for k, d in shape.cells() for leaf, arr in cell.to_native(per_cell(w, k, d)).items()}
+
+    def cells_of(n: dict) -> dict[tuple[int, str], dict]:
+        out: dict[tuple[int, str], dict] = {}
+        layered = set()
+        for leaf, value in n.items():
+            m = parse.fullmatch(leaf)
+            if not m:
+                raise ValueError(f"not a recurrent leaf: {leaf}")
+            layered.add(m.group("layer") is not None)
+            out.setdefault((int(m.group("layer") or 0), "_reverse" if m.group("dir") == "backward" else ""), {})[m.group("rest")] = value
+        layers = 1 + max(k for k, _ in out)
+        if layered != {layers > 1}:
+            raise ValueError("layer levels l0, l1, … only on modules of several layers")
+        return out
+
+    def canonical_leaves(n):
+        out = []
+        for (k, d), sub in sorted(cells_of(n).items()):
+            out += [(leaf.removesuffix("_l0") + f"_l{k}{d}", s, dt) for leaf, s, dt in cell.canonical_leaves(sub)]
+        shape_of({leaf: (s, dt) for leaf, s, dt in out})
+        return out
+
+    def to_canonical(n):
+        native = {k: v for k, v in n.items() if not k.startswith(EXTRA + "/")}
+        out = {}
+        for (k, d), sub in cells_of(native).items():
+            for base in ("bias_ih", "bias_hh"):
+                if f"{EXTRA}/{base}_l{k}{d}" in n:
+                    sub[f"{EXTRA}/{base}_l0"] = n[f"{EXTRA}/{base}_l{k}{d}"]
+            out.update({leaf.removesuffix("_l0") + f"_l{k}{d}": arr for leaf, arr in cell.to_canonical(sub).items()})
+        return out
+
+    return Recurrent(native_leaves, to_native, to_canonical, canonical_leaves, cell.describe)
 
 
 @dataclass
@@ -87,7 +168,10 @@ class Layout:
         if decision.kind in self.recurrent:
             rule = self.recurrent[decision.kind]
             specs = {leaf: (shape, dtypes[cname(leaf)]) for leaf, (shape, _) in module.leaves.items()}
-            out = rule.native_leaves(specs)
+            try:
+                out = rule.native_leaves(specs)
+            except ValueError as e:
+                raise LayoutError(", ".join(cname(leaf) for leaf in specs), f"{self.name}: {e}") from None
             sources = tuple(cname(leaf) for leaf in specs)
             targets = tuple((self._extra_or_native(module.name, leaf), shape, dt) for leaf, shape, dt in out)
 
@@ -153,7 +237,10 @@ class Layout:
                 return None
             moves.append(single(names[leaf], shape, dt, cname(row.canonical), op, kind=kind, how=decision.how, why=decision.why))
         for row in self.leaves[kind]:
-            if row.native == EXTRA:
+            if row.native == EXTRA and row.marker:
+                if cname(row.canonical) not in extras:
+                    return None
+            elif row.native == EXTRA:
                 full = cname(row.canonical)
                 if full in extras:
                     moves.append(single(f"{EXTRA}/{full}", extras[full][0], extras[full][1], full, ops.IDENTITY, kind=kind, how=decision.how, why="restored from side data"))

@@ -12,12 +12,14 @@ PyTorch kernel flipped in space.  ``nn.LSTMCell``/``nn.GRUCell`` keep one Dense 
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .. import ops
 from ..dtypes import same_bits
-from ..kinds import Decision
-from .base import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
+from ..kinds import WN_G, WN_V, Decision
+from .base import BUFFERS, PARAMS, STATS, Layout, Leaf, Recurrent, channels_last, stacked, transposed
 from ..constants import EXTRA
 from ..moves import exact_sum
 
@@ -51,6 +53,9 @@ LEAVES: dict[str, list[Leaf]] = {
     "norm": [Leaf("scale", "weight"), Leaf("bias", "bias")],
     "batchnorm": [Leaf("scale", "weight"), Leaf("bias", "bias"), Leaf("mean", "running_mean", collection=STATS),
                   Leaf("var", "running_var", collection=STATS), Leaf(EXTRA, "num_batches_tracked")],
+    # transformers' names for weight norm (g, v as PyTorch keeps them); the side-data copy of g
+    # marks the parametrizations form, so it comes back as such (without it: weight_g/weight_v).
+    "weight_norm": [Leaf("weight_g", WN_G), Leaf("weight_v", WN_V), Leaf("bias", "bias"), Leaf(EXTRA, WN_G, marker=True)],
     "param": [Leaf("", "")],
     "buffer": [Leaf("", "", collection=BUFFERS)],
 }
@@ -133,8 +138,24 @@ def _recurrent(kind: str) -> Recurrent:
     return Recurrent(native_leaves, to_native, to_canonical, canonical_leaves, describe)
 
 
-LAYOUT = Layout(NAME, LEAVES, {k: _recurrent(k) for k in GATES}, module_path, canonical_module)
+def _prefix(k: int, d: str, layers: int, directions: int) -> str:
+    # Several layers: ``l{k}``; two directions: linen's Bidirectional, ``forward_rnn/cell`` and ``backward_rnn/cell``.
+    return (f"l{k}/" if layers > 1 else "") + (("backward" if d else "forward") + "_rnn/cell/" if directions > 1 else "")
+
+
 RNN_LEAVES = {leaf.split("/")[0] for kind in GATES for leaf in (f"i{g}" for g in GATES[kind])} | {f"h{g}" for k in GATES for g in GATES[k]}
+RNN_PATH = re.compile(r"(?:l(?P<layer>\d+)/)?(?:(?P<dir>forward|backward)_rnn/cell/)?(?P<rest>(?:%s)/(?:kernel|bias))" % "|".join(sorted(RNN_LEAVES)))
+LAYER_LEVEL = re.compile(r"l(\d+)")
+LAYOUT = Layout(NAME, LEAVES, {k: stacked(_recurrent(k), len(GATES[k]), _prefix, RNN_PATH) for k in GATES}, module_path, canonical_module)
+
+
+def is_recurrent_leaf(leaf: str) -> bool:
+    """Whether a leaf (relative to its module) is part of a recurrent cell.
+
+    >>> is_recurrent_leaf("backward_rnn/cell/hf/bias"), is_recurrent_leaf("kernel")
+    (True, False)
+    """
+    return RNN_PATH.fullmatch(leaf) is not None
 
 
 def split_native(name: str, siblings: set[str]) -> tuple[str, str]:
@@ -145,5 +166,8 @@ def split_native(name: str, siblings: set[str]) -> tuple[str, str]:
     """
     parts = name.split("/")
     if len(parts) >= 3 and parts[-2] in RNN_LEAVES and siblings and siblings <= RNN_LEAVES and len(siblings) >= 6:
-        return "/".join(parts[:-2]), "/".join(parts[-2:])
+        cut = len(parts) - 2
+        if cut >= 3 and parts[cut - 1] == "cell" and parts[cut - 2] in ("forward_rnn", "backward_rnn"):
+            cut -= 2
+        return "/".join(parts[:cut]), "/".join(parts[cut:])
     return "/".join(parts[:-1]), parts[-1]

@@ -18,8 +18,8 @@ import re
 import numpy as np
 
 from .. import ops
-from ..kinds import Decision
-from .base import BUFFERS, STATS, Layout, Leaf, Recurrent, channels_last, transposed
+from ..kinds import WN_G, WN_V, Decision
+from .base import BUFFERS, STATS, Layout, Leaf, Recurrent, channels_last, stacked, transposed
 from ..constants import EXTRA
 from ..moves import exact_sum, reorder_gates
 
@@ -59,6 +59,9 @@ LEAVES: dict[str, list[Leaf]] = {
     "norm": [Leaf("gamma", "weight"), Leaf("beta", "bias")],
     "batchnorm": [Leaf("gamma", "weight"), Leaf("beta", "bias"), Leaf("moving_mean", "running_mean", collection=STATS),
                   Leaf("moving_variance", "running_var", collection=STATS), Leaf(EXTRA, "num_batches_tracked")],
+    # transformers' names for weight norm (g, v as PyTorch keeps them); the side-data copy of g
+    # marks the parametrizations form, so it comes back as such (without it: weight_g/weight_v).
+    "weight_norm": [Leaf("weight_g", WN_G), Leaf("weight_v", WN_V), Leaf("bias", "bias"), Leaf(EXTRA, WN_G, marker=True)],
     "param": [Leaf("", "")],
     "buffer": [Leaf("", "", collection=BUFFERS)],
 }
@@ -119,14 +122,43 @@ def _recurrent(kind: str) -> Recurrent:
     return Recurrent(native_leaves, to_native, to_canonical, canonical_leaves, describe)
 
 
-LAYOUT = Layout(NAME, LEAVES, {k: _recurrent(k) for k in GATE_ORDER}, module_path, canonical_module)
+def _prefix(kind: str):
+    # Several layers: one Keras layer per PyTorch layer, ``l{k}``; two directions: a Keras
+    # Bidirectional around a layer named like the kind (its sublayers ``forward_lstm``, ``backward_lstm``).
+    def prefix(k: int, d: str, layers: int, directions: int) -> str:
+        return (f"l{k}/" if layers > 1 else "") + (("backward_" if d else "forward_") + kind + "/" if directions > 1 else "")
+    return prefix
+
+
+# A recurrent leaf read back: any Bidirectional sublayer name (``forward_lstm_3``) will do.
+RNN_PATH = re.compile(r"(?:l(?P<layer>\d+)/)?(?:(?P<dir>forward|backward)_[^/]+/)?(?P<rest>(?:lstm|gru)_cell/[^/]+)")
+LAYER_LEVEL = re.compile(r"l(\d+)")
+LAYOUT = Layout(NAME, LEAVES, {k: stacked(_recurrent(k), len(GATE_ORDER[k]), _prefix(k), RNN_PATH) for k in GATE_ORDER},
+                module_path, canonical_module)
+
+
+def is_recurrent_leaf(leaf: str) -> bool:
+    """Whether a leaf (relative to its module) is part of a recurrent cell.
+
+    >>> is_recurrent_leaf("forward_lstm_2/lstm_cell/kernel"), is_recurrent_leaf("kernel")
+    (True, False)
+    """
+    return RNN_PATH.fullmatch(leaf) is not None
 
 
 def split_native(name: str) -> tuple[str, str]:
-    """A Keras weight name (model name already removed) → (scope path, leaf)."""
+    """A Keras weight name (model name already removed) → (scope path, leaf).
+
+    A cell's weights and its Bidirectional level belong to the recurrent module:
+    >>> split_native("enc/rnn/forward_lstm/lstm_cell/kernel")
+    ('enc/rnn', 'forward_lstm/lstm_cell/kernel')
+    """
     parts = name.split("/")
     if len(parts) >= 2 and parts[-2] in CELL.values():
-        return "/".join(parts[:-2]), "/".join(parts[-2:])
+        cut = len(parts) - 2
+        if cut >= 1 and re.fullmatch(r"(forward|backward)_.+", parts[cut - 1]):
+            cut -= 1
+        return "/".join(parts[:cut]), "/".join(parts[cut:])
     return "/".join(parts[:-1]), parts[-1]
 
 
