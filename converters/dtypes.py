@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import ml_dtypes  # noqa: F401  (numpy only knows bfloat16 once ml_dtypes is imported)
 import numpy as np
 
 from .errors import InputError
@@ -24,6 +23,8 @@ TENSOR_DTYPES = frozenset(_SAFETENSORS.values())
 # What `--dtype` may cast floating tensors to: an integer cast would truncate the weights.
 CASTS = ("float16", "bfloat16", "float32", "float64")
 
+# numpy knows these only through ml_dtypes.
+ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 # What `--dtype` accepts, with the names people type.
 ALIASES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "fp64": "float64",
            "float": "float32", "half": "float16"}
@@ -35,7 +36,9 @@ def from_name(name: str, where: object = "dtype") -> np.dtype:
         raise InputError(where, f"dtype {name!r} is not a name")
     name = ALIASES.get(name, name)
     try:
-        if name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        if name in ML_DTYPES:
+            import ml_dtypes  # 0.9 s to import, so only when a file holds such a tensor
+
             return np.dtype(getattr(ml_dtypes, name))
         dt = np.dtype(name)
     except (TypeError, ValueError):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +27,10 @@ from .formats.digest import FileDigest
 from .layouts import MODULES, PARAMS
 from .maps import kinds as kind_maps
 from .moves import Move
+from .ops import contiguous
 from .plan import Options, Plan, build
 from .selection import drop_names
+from .tensors import Cancelled, Tensors, return_freed_memory
 
 
 @dataclass
@@ -103,14 +106,16 @@ def convert(
     key: str | None = None,
     drop: Sequence[str] = (),
     models: dict[str, object] | None = None,
+    digests: bool = False,
 ) -> ConvertResult:
-    """Convert SRC (folder or file) into OUT, one variant per framework in ``to``.
+    """Convert SRC (folder or file) into OUT, one variant per framework in ``to``, all written at once.
 
     ``kinds`` ({regex: kind}) and ``structure`` (a ``torch.nn.Module`` or such a dict) tell the
     planner what tensors are; ``layout_map`` overrides the map found by ``model_type``.  ``key``
     chooses the state dict inside a training checkpoint; ``drop`` (regexes) leaves source tensors out.
     ``models`` ({framework: model or "module:factory"}) writes each such target for that model's
-    own loader, pairing its layers with the source by structure (see ``guided``).
+    own loader, pairing its layers with the source by structure (see ``guided``).  ``digests``
+    computes each weights file's sha256 while writing it (``Output.digests``; publishing needs them).
     """
     started = time.perf_counter()
     to = parse_frameworks(to)
@@ -124,10 +129,11 @@ def convert(
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
                            checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
     producer = Producer(source, plan.canonical)
+    variants = [_variant(fw, plan, out, shard_size, extras, digests) for fw in to]
     with atomic_outputs() as files:
         files.prepare(out, [FILES[fw] for fw in to])  # dead runs' partial files go; stale variants go at commit
-        for fw in to:
-            result.outputs[fw] = _write(fw, plan, producer, out, files, shard_size, extras, progress)
+        for variant, output in zip(variants, _write_all(variants, producer, files, progress)):
+            result.outputs[variant.framework] = output
         if source.config_path is not None:
             shutil.copyfile(source.config_path, files.path(out / CONFIG))
     result.seconds = time.perf_counter() - started
@@ -215,12 +221,16 @@ def parse_models(models: dict[str, object] | Sequence[str] | None) -> dict[str, 
 
 
 class Producer:
-    """Computes tensors on demand, holding a multi-output move's results only until all are used."""
+    """Computes tensors on demand, holding a multi-output move's results only until all are used.
+
+    Safe to share between the writer threads.
+    """
 
     def __init__(self, source: Source, canonical: list[Move]) -> None:
         self.source = source
         self.canonical = {name: m for m in canonical for name, _, _ in m.targets}
         self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def canonical_tensor(self, name: str) -> np.ndarray:
         return self.run(self.canonical[name], name, self._load_source)
@@ -232,17 +242,28 @@ class Producer:
 
     def run(self, move: Move, want: str, load: Callable[[str], np.ndarray | None]) -> np.ndarray:
         key = f"{id(move)}:{want}"
-        if key in self._cache:
-            return self._cache.pop(key)
+        with self._lock:
+            if key in self._cache:
+                return self._cache.pop(key)
         arrays = move.run([load(s) for s in move.sources])
-        for (name, _, _), arr in zip(move.targets, arrays):
-            if name != want and len(move.targets) > 1:
-                self._cache[f"{id(move)}:{name}"] = arr
+        with self._lock:
+            for (name, _, _), arr in zip(move.targets, arrays):
+                if name != want and len(move.targets) > 1:
+                    self._cache[f"{id(move)}:{name}"] = arr
         return dict(zip((t[0] for t in move.targets), arrays))[want]
 
 
-def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard: int,
-           extras: bool, progress: Callable[[int], None] | None) -> Output:
+@dataclass
+class _Variant:
+    """One target's files as planned: what each file holds, and the order its writer asks for tensors."""
+
+    framework: str
+    moves: dict[str, Move]  # target tensor name → the move that makes it
+    order: list[str]  # every tensor the writer asks for, in the order it asks (side data first)
+    write: Callable[[Callable[[str], np.ndarray], object], Output]  # (produce, atomic outputs) → Output
+
+
+def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, digests: bool) -> _Variant:
     module, names_of = MODULES[fw], FILES[fw]
     moves = plan.targets[fw]
     by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
@@ -255,40 +276,98 @@ def _write(fw: str, plan: Plan, producer: Producer, out: Path, files, max_shard:
                 raise InputError(names_of.single, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
     if fw == "tf":
         main = _keras_order(main, collection, plan)
-
-    def produce(name: str) -> np.ndarray:
-        arr = producer.run(by_name[name], name, producer.canonical_tensor)
-        if progress:
-            progress(arr.nbytes)
-        return arr
-
     shards = _shard(main, max_shard)
     names = [names_of.single] if len(shards) == 1 else [names_of.shard(i + 1, len(shards)) for i in range(len(shards))]
-    side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
+    specs = {n: (s, d) for n, s, d in main}
+    if fw == "pt":
+        orders = [[n for n, _, _ in shard] for shard in shards]
+    elif fw == "tf":
+        orders = [h5_file.order(_keras_layers(shard, collection, plan), specs, len(shards) > 1) for shard in shards]
+    else:
+        orders = [msgpack_file.order(shard) for shard in shards]
     ties = plan.source.ties
-    if ties and extras and fw != "pt":  # TF and Flax tie by structure; keep the names for the way back
-        side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
-    digests: dict[str, FileDigest] = {}
-    for i, (fname, shard) in enumerate(zip(names, shards)):
-        path = files.path(out / fname)
-        last = i == len(shards) - 1
-        if fw == "pt":
-            meta = {"format": "pt", **({TIES_KEY: json.dumps(ties)} if ties else {})}
-            digests[fname] = safetensors_file.write(path, shard, produce, meta)
-        elif fw == "tf":
-            digests[fname] = h5_file.write(path, _keras_layers(shard, collection, plan), {n: (s, d) for n, s, d in shard},
-                                           produce, extras=side_arrays if last else None, sharded=len(shards) > 1)
-        else:
-            # side-data names are canonical PyTorch names: one flat level under __tensorferry__
-            digests[fname] = msgpack_file.write(path, shard, produce, extras={EXTRA: side_arrays} if last and side_arrays else None)
-    total = sum(d.size for d in digests.values())
-    if len(shards) > 1:
-        suffix = ":0" if fw == "tf" else ""
-        index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in main)},
-                 "weight_map": {n + suffix: f for f, shard in zip(names, shards) for n, _, _ in shard}}
-        files.path(out / names_of.index).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-        names.append(names_of.index)
-    return Output(fw, names, total, len(main), digests)
+
+    def write(produce: Callable[[str], np.ndarray], files) -> Output:
+        side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
+        if ties and extras and fw != "pt":  # TF and Flax tie by structure; keep the names for the way back
+            side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
+        written: dict[str, FileDigest] = {}
+        for i, (fname, shard) in enumerate(zip(names, shards)):
+            path = files.path(out / fname)
+            last = i == len(shards) - 1
+            if fw == "pt":
+                meta = {"format": "pt", **({TIES_KEY: json.dumps(ties)} if ties else {})}
+                written[fname] = safetensors_file.write(path, shard, produce, meta, digest=digests)
+            elif fw == "tf":
+                written[fname] = h5_file.write(path, _keras_layers(shard, collection, plan), specs, produce,
+                                               extras=side_arrays if last else None, sharded=len(shards) > 1, digest=digests)
+            else:
+                # side-data names are canonical PyTorch names: one flat level under __tensorferry__
+                written[fname] = msgpack_file.write(path, shard, produce, extras={EXTRA: side_arrays} if last and side_arrays else None,
+                                                    digest=digests)
+        total = sum(d.size for d in written.values())
+        listed = list(names)
+        if len(shards) > 1:
+            suffix = ":0" if fw == "tf" else ""
+            index = {"metadata": {"total_size": sum(_nbytes(s, d) for _, s, d in main)},
+                     "weight_map": {n + suffix: f for f, shard in zip(names, shards) for n, _, _ in shard}}
+            files.path(out / names_of.index).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+            listed.append(names_of.index)
+        return Output(fw, listed, total, len(main), written if digests else {})
+
+    return _Variant(fw, by_name, side + [n for o in orders for n in o], write)
+
+
+def _write_all(variants: list[_Variant], producer: Producer, files, progress: Callable[[int], None] | None) -> list[Output]:
+    """Write every variant at once, one thread each, sharing the tensors they have in common (``tensors``)."""
+    keys: dict[tuple[str, str], Hashable] = {}
+    made_by: dict[Hashable, tuple[Move, str]] = {}
+    sizes: dict[Hashable, int] = {}
+    for v in variants:
+        for name in v.order:
+            move = v.moves[name]
+            # One move, one tensor: the same op on the same sources is the same tensor in any target.
+            key = ("op", move.sources, move.op) if len(move.targets) == 1 else ("move", id(move), name)
+            keys[(v.framework, name)] = key
+            made_by.setdefault(key, (move, name))
+            spec = next(t for t in move.targets if t[0] == name)
+            sizes[key] = 0 if move.op == "identity" else _nbytes(spec[1], spec[2])
+    lock = threading.Lock()
+
+    def compute(key: Hashable) -> np.ndarray:
+        move, name = made_by[key]
+        arr = contiguous(np.asarray(producer.run(move, name, producer.canonical_tensor)))
+        if progress:
+            with lock:
+                progress(arr.nbytes)
+        return arr
+
+    largest = max(sizes.values(), default=0)
+    return_freed_memory()
+    shared = Tensors(compute, {v.framework: [keys[(v.framework, n)] for n in v.order] for v in variants}, sizes,
+                     budget=2 * largest)  # alive at once: two writers' tensors, or one and the next
+    outputs: list[Output | None] = [None] * len(variants)
+    errors: list[BaseException] = []
+
+    def run(i: int, v: _Variant) -> None:
+        try:
+            outputs[i] = v.write(lambda name: shared.get(v.framework, keys[(v.framework, name)]), files)
+        except BaseException as e:  # noqa: BLE001 - the first error is raised once every writer stopped
+            errors.append(e)
+            shared.cancel()
+
+    threads = [threading.Thread(target=run, args=(i, v), name=f"tensorferry-{v.framework}") for i, v in enumerate(variants)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        shared.close()
+    real = [e for e in errors if not isinstance(e, Cancelled)]
+    if real or errors:
+        raise (real or errors)[0]
+    return outputs
 
 
 def _nbytes(shape, dt) -> int:

@@ -133,7 +133,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         kept = _kept_as_is(src_path, source, targets)
         made = [fw for fw in targets if fw != kept]
         say(f"source: {src_path} ({source.framework}); converting to {', '.join(made) or 'nothing'}")
-        converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress) if made else None
+        converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
         remote = _remote(hub, repo_id, branch, [f.path for f in files] + [README, *VERIFICATION])

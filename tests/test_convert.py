@@ -162,7 +162,7 @@ def test_each_written_file_carries_its_sha256_computed_while_writing(tmp_path, s
     """The Hub's LFS needs every file's sha256: the writers compute it on the way out (h5 too)."""
     import hashlib
 
-    result = convert(checkpoint_dir("transformer"), tmp_path, to=["pt", "tf", "flax"], max_shard_size=shard)
+    result = convert(checkpoint_dir("transformer"), tmp_path, to=["pt", "tf", "flax"], max_shard_size=shard, digests=True)
     seen = 0
     for out in result.outputs.values():
         weights = [f for f in out.files if not f.endswith(".index.json")]

@@ -18,11 +18,13 @@ def test_peak_anonymous_memory_is_bounded_by_the_largest_tensor(tmp_path):
     rng = np.random.default_rng(0)
     safetensors_file.write(tmp_path / "model.safetensors", specs, lambda n: rng.standard_normal((2048, 2048), dtype=np.float32))
     largest = 2048 * 2048 * 4
-    _, baseline = run([sys.executable, "-c", "import tensorferry.publish.cli, h5py, msgpack, numpy"])
+    _, baseline = run([sys.executable, "-c", "import tensorferry.publish.cli, tensorferry.converters.pipeline, h5py, msgpack, numpy, tqdm"])
     _, peak = run([sys.executable, "-m", "tensorferry.publish.cli", "convert", str(tmp_path), "--to", "tf,flax",
                    "--out", str(tmp_path / "out"), "--json"], interval=0.005)
     model = 12 * largest
     assert (tmp_path / "out" / "tf_model.h5").stat().st_size > model
-    # what conversion adds over the bare interpreter: a couple of tensors, not the model
+    # What conversion adds over the bare interpreter: a few tensors, not the model. By design at most
+    # 2 × largest alive (TF's and Flax's, or one and the next) plus one being computed on demand; the
+    # slack is the writer threads' stacks and 1 MiB write buffers.
     print(f"baseline {baseline / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, largest tensor {largest / 2**20:.0f} MiB")
-    assert peak - baseline <= 3 * largest, (peak - baseline) / largest
+    assert peak - baseline <= 3 * largest + (8 << 20), (peak - baseline) / largest

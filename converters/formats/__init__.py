@@ -169,8 +169,14 @@ def raw_bytes(arr) -> memoryview:
     """The C-order bytes of an array without another copy when it is already contiguous.
 
     Works for bfloat16 too, whose dtype the buffer protocol does not know.
+
+    >>> import numpy as np
+    >>> bytes(raw_bytes(np.array([[1, 2], [3, 4]], np.uint8).T))
+    b'\\x01\\x03\\x02\\x04'
     """
     import numpy as np
 
-    flat = np.ascontiguousarray(arr).reshape(-1)
+    from ..ops import contiguous
+
+    flat = contiguous(np.asarray(arr)).reshape(-1)
     return memoryview(flat.view(np.uint8))

@@ -18,23 +18,25 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 SAMPLE = 512
+# Writes go out in blocks this large: small header writes are gathered, tensors pass straight through.
+BUFFER = 1 << 20
 
 
 @dataclass(frozen=True)
 class FileDigest:
-    """Size, sha256 (hex) and first bytes of a written file."""
+    """Size, sha256 (hex; None when not computed) and first bytes of a written file."""
 
     size: int
-    sha256: str
+    sha256: str | None
     sample: bytes
 
 
 class HashingWriter:
-    """A binary file wrapper that hashes every byte written through it, in order."""
+    """A binary file wrapper that hashes every byte written through it, in order (``digest=False``: counts only)."""
 
-    def __init__(self, fh: BinaryIO | None) -> None:
+    def __init__(self, fh: BinaryIO | None, digest: bool = True) -> None:
         self.fh = fh
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if digest else None
         self._sample = bytearray()
         self.size = 0
 
@@ -48,10 +50,15 @@ class HashingWriter:
     def update(self, data: bytes | memoryview) -> None:
         """Hash bytes that are already in the file at the current position (not written again)."""
         view = memoryview(data).cast("B")
-        self._hash.update(view)
+        if self._hash is not None:
+            self._hash.update(view)
         if len(self._sample) < SAMPLE:
             self._sample += view[: SAMPLE - len(self._sample)]
         self.size += len(view)
 
+    @property
+    def hashing(self) -> bool:
+        return self._hash is not None
+
     def digest(self) -> FileDigest:
-        return FileDigest(self.size, self._hash.hexdigest(), bytes(self._sample))
+        return FileDigest(self.size, self._hash.hexdigest() if self._hash is not None else None, bytes(self._sample))

@@ -8,6 +8,7 @@ split into ``name0``, ``name1``… as Keras does, because HDF5 object headers ho
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -233,6 +234,7 @@ def write(
     produce: Callable[[str], np.ndarray],
     extras: dict[str, np.ndarray] | None = None,
     sharded: bool = False,
+    digest: bool = True,
 ) -> FileDigest:
     """Write weights in the Keras-2 layout (or transformers' sharded layout when ``sharded``).
 
@@ -241,8 +243,9 @@ def write(
     of the model itself go in the group ``top_level_model_weights``.
 
     h5py lays out the file from the specs alone (every dataset contiguous, its space allocated at
-    creation and never filled); then each tensor is written straight to its place, in file order,
-    so the sha256 of the whole file is computed on the way and no byte is written twice.
+    creation and never filled); then each tensor is written straight to its place, in file order
+    (``order``), so the sha256 of the whole file is computed on the way (``digest``) and no byte is
+    written twice.
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "tf_model.h5")
@@ -263,6 +266,7 @@ def write(
         else:
             regions.append((offset, weight))
 
+    _probe_size(Path(path), specs)
     with h5py.File(path, "w") as f:
         if sharded:
             names = sorted(n for _, ws in layers for n in ws)
@@ -284,7 +288,15 @@ def write(
             g = f.create_group(EXTRAS_GROUP)
             for name, arr in extras.items():
                 g.create_dataset(name, data=arr)
-    return _fill(Path(path), sorted(regions), specs, produce)
+    return _fill(Path(path), sorted(regions), specs, produce, digest)
+
+
+def _probe_size(path: Path, specs: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Grow PATH (sparse) to about the file's final size first: a file-size limit then fails here, in
+    Python.  HDF5 does not survive a failed write: it crashes the process at exit."""
+    estimate = (1 << 16) + sum(4096 + int(np.prod(shape, dtype=np.int64)) * dt.itemsize for shape, dt in specs.values())
+    with open(path, "wb") as fh:
+        os.ftruncate(fh.fileno(), estimate)
 
 
 def _contiguous_unfilled() -> h5py.h5p.PropDCID:
@@ -295,9 +307,15 @@ def _contiguous_unfilled() -> h5py.h5p.PropDCID:
     return dcpl
 
 
-def _fill(path: Path, regions: list[tuple[int, str]], specs: dict, produce: Callable[[str], np.ndarray]) -> FileDigest:
+def _fill(path: Path, regions: list[tuple[int, str]], specs: dict, produce: Callable[[str], np.ndarray],
+          digest: bool) -> FileDigest:
     """Write each tensor at its dataset's offset, in file order, hashing the metadata between them."""
-    with open(path, "r+b") as fh:
+    with open(path, "r+b", buffering=0) as fh:
+        if not digest:
+            for offset, name in regions:
+                fh.seek(offset)
+                fh.write(raw_bytes(_checked(name, specs[name], produce(name))))
+            return FileDigest(fh.seek(0, 2), None, b"")
         out = HashingWriter(fh)
         for offset, name in regions:
             if offset > out.size:  # h5py's own metadata: small, read back only to hash it
@@ -309,6 +327,19 @@ def _fill(path: Path, regions: list[tuple[int, str]], specs: dict, produce: Call
         while block := fh.read(1 << 20):
             out.update(block)
     return out.digest()
+
+
+def order(layers: Sequence[tuple[str, Sequence[str]]], specs: dict[str, tuple[tuple[int, ...], np.dtype]],
+          sharded: bool = False) -> list[str]:
+    """The order in which ``write`` asks for the tensors: scalars while laying out, then file order.
+
+    >>> f32 = np.dtype("float32")
+    >>> order([("a", ["m/a/w", "m/a/s"]), ("b", ["m/b/w"])], {"m/a/w": ((2,), f32), "m/a/s": ((), f32), "m/b/w": ((3,), f32)})
+    ['m/a/s', 'm/a/w', 'm/b/w']
+    """
+    created = sorted(n for _, ws in layers for n in ws) if sharded else [w for _, ws in layers for w in ws]
+    sizes = {n: int(np.prod(specs[n][0], dtype=np.int64)) for n in created}
+    return [n for n in created if specs[n][0] == () and sizes[n]] + [n for n in created if specs[n][0] != () and sizes[n]]
 
 
 def _checked(name: str, spec: tuple[tuple[int, ...], np.dtype], arr: np.ndarray) -> np.ndarray:

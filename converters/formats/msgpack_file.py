@@ -22,7 +22,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import InputError
 from . import limits, raw_bytes
-from .digest import FileDigest, HashingWriter
+from .digest import BUFFER, FileDigest, HashingWriter
 
 EXT_NDARRAY, EXT_NPSCALAR = 1, 3
 MAX_CHUNK_SIZE = 2**30  # flax.serialization.MAX_CHUNK_SIZE
@@ -282,25 +282,8 @@ def _write_array(fh, arr: np.ndarray, max_chunk: int = MAX_CHUNK_SIZE) -> None:
     fh.write(raw_bytes(arr))
 
 
-def write(
-    path: str | Path,
-    specs: Sequence[tuple[str, tuple[int, ...], np.dtype]],
-    produce: Callable[[str], np.ndarray],
-    extras: dict[str, dict[str, np.ndarray]] | None = None,
-    max_chunk: int = MAX_CHUNK_SIZE,
-) -> FileDigest:
-    """Stream a Flax msgpack tree; names are ``/``-joined paths, ``produce(name)`` gives each array.
-
-    ``extras`` adds whole small subtrees (side data) at the root after the arrays; arrays over
-    ``max_chunk`` bytes are chunked as flax does (the default is flax's own limit).
-
-    >>> import numpy as np, tempfile, os
-    >>> p = os.path.join(tempfile.mkdtemp(), "f.msgpack")
-    >>> write(p, [("a/kernel", (2, 3), np.dtype("float32"))], lambda n: np.zeros((2, 3), "float32")).size
-    52
-    >>> MsgpackFile(p).infos
-    {'a/kernel': ((2, 3), dtype('float32'))}
-    """
+def _tree(specs: Sequence[tuple[str, tuple[int, ...], np.dtype]]) -> dict:
+    """The nested map the file holds, leaves as (name, shape, dtype), in the order ``write`` emits them."""
     tree: dict = {}
     for name, shape, dt in specs:
         node = tree
@@ -310,6 +293,44 @@ def write(
             if not isinstance(node, dict):
                 raise AssertionError(f"{name}: a path is both a leaf and a subtree")
         node[parts[-1]] = (name, tuple(shape), np.dtype(dt))
+    return tree
+
+
+def order(specs: Sequence[tuple[str, tuple[int, ...], np.dtype]]) -> list[str]:
+    """The order in which ``write`` asks for the tensors: the tree's, which groups names by path.
+
+    >>> f32 = np.dtype("float32")
+    >>> order([("a/x", (1,), f32), ("b/y", (1,), f32), ("a/z", (1,), f32)])
+    ['a/x', 'a/z', 'b/y']
+    """
+    def walk(node: dict) -> list[str]:
+        return [n for v in node.values() for n in (walk(v) if isinstance(v, dict) else [v[0]])]
+
+    return walk(_tree(specs))
+
+
+def write(
+    path: str | Path,
+    specs: Sequence[tuple[str, tuple[int, ...], np.dtype]],
+    produce: Callable[[str], np.ndarray],
+    extras: dict[str, dict[str, np.ndarray]] | None = None,
+    max_chunk: int = MAX_CHUNK_SIZE,
+    digest: bool = True,
+) -> FileDigest:
+    """Stream a Flax msgpack tree; names are ``/``-joined paths, ``produce(name)`` gives each array, in ``order(specs)``.
+
+    ``extras`` adds whole small subtrees (side data) at the root after the arrays; arrays over
+    ``max_chunk`` bytes are chunked as flax does (the default is flax's own limit).  With
+    ``digest`` the file's sha256 is computed as it is written.
+
+    >>> import numpy as np, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.msgpack")
+    >>> write(p, [("a/kernel", (2, 3), np.dtype("float32"))], lambda n: np.zeros((2, 3), "float32")).size
+    52
+    >>> MsgpackFile(p).infos
+    {'a/kernel': ((2, 3), dtype('float32'))}
+    """
+    tree = _tree(specs)
     for key, sub in (extras or {}).items():
         tree[key] = sub
 
@@ -325,10 +346,11 @@ def write(
                 if tuple(arr.shape) != shape or arr.dtype != dt:
                     raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
                 _write_array(fh, arr, max_chunk)
+                del arr  # not held while the next tensor is computed: memory stays near one tensor
             else:
                 _write_array(fh, np.asarray(value), max_chunk)
 
-    with open(path, "wb") as fh:
-        out = HashingWriter(fh)
+    with open(path, "wb", buffering=BUFFER) as fh:
+        out = HashingWriter(fh, digest)
         emit(out, tree)
     return out.digest()

@@ -16,7 +16,7 @@ import numpy as np
 from .. import dtypes
 from ..errors import InputError
 from . import limits, raw_bytes
-from .digest import FileDigest, HashingWriter
+from .digest import BUFFER, FileDigest, HashingWriter
 
 MAX_HEADER = limits.MAX_JSON  # 100 MiB: the limit the safetensors library itself enforces
 
@@ -94,10 +94,11 @@ def write(
     specs: Sequence[tuple[str, tuple[int, ...], np.dtype]],
     produce: Callable[[str], np.ndarray],
     metadata: dict[str, str] | None = None,
+    digest: bool = True,
 ) -> FileDigest:
     """Stream tensors into a safetensors file; ``produce(name)`` is called once per spec, in order.
 
-    Returns the file's size and sha256, computed while writing.
+    Returns the file's size and (with ``digest``) its sha256, computed while writing.
 
     >>> import numpy as np, tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.safetensors")
@@ -114,8 +115,8 @@ def write(
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes so data stays aligned
-    with open(path, "wb") as fh:
-        out = HashingWriter(fh)
+    with open(path, "wb", buffering=BUFFER) as fh:
+        out = HashingWriter(fh, digest)
         out.write(struct.pack("<Q", len(raw)))
         out.write(raw)
         for name, shape, dt in specs:
@@ -123,4 +124,5 @@ def write(
             if tuple(arr.shape) != tuple(shape) or arr.dtype != dt:
                 raise AssertionError(f"{name}: planned {shape} {dt}, produced {arr.shape} {arr.dtype}")
             out.write(raw_bytes(arr.astype(arr.dtype.newbyteorder("<"), copy=False)))
+            del arr  # not held while the next tensor is computed: memory stays near one tensor
     return out.digest()

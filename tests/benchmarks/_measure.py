@@ -54,3 +54,25 @@ def run(cmd: list[str], interval: float = 0.01, env: dict | None = None) -> tupl
     if code:
         raise SystemExit(f"{cmd[0]} failed with exit code {code}")
     return elapsed, peak
+
+
+def bert_like_specs(gib: float) -> list:
+    """A BERT-large-shaped encoder's tensors (hidden 1024, MLP 4096), with as many layers as fit ``gib``."""
+    import numpy as np
+
+    h, ff, vocab = 1024, 4096, 32000
+    f32 = np.dtype("float32")
+    specs = [("embeddings.word_embeddings.weight", (vocab, h), f32), ("embeddings.position_embeddings.weight", (512, h), f32),
+             ("embeddings.token_type_embeddings.weight", (2, h), f32), ("embeddings.LayerNorm.weight", (h,), f32),
+             ("embeddings.LayerNorm.bias", (h,), f32)]
+    per_layer = (4 * h * h + 2 * h * ff) * 4
+    layers = max(1, int((gib * 2**30 - vocab * h * 4) // per_layer))
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            specs += [(p + name + ".weight", (h, h), f32), (p + name + ".bias", (h,), f32)]
+        specs += [(p + "attention.output.LayerNorm.weight", (h,), f32), (p + "attention.output.LayerNorm.bias", (h,), f32),
+                  (p + "intermediate.dense.weight", (ff, h), f32), (p + "intermediate.dense.bias", (ff,), f32),
+                  (p + "output.dense.weight", (h, ff), f32), (p + "output.dense.bias", (h,), f32),
+                  (p + "output.LayerNorm.weight", (h,), f32), (p + "output.LayerNorm.bias", (h,), f32)]
+    return specs

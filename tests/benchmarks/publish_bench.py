@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import run  # noqa: E402
-from convert_bench import bert_like_specs  # noqa: E402
+from _measure import bert_like_specs, run  # noqa: E402
 
 from tensorferry.converters.formats import safetensors_file  # noqa: E402
 from tensorferry.publish.hub import LocalHub  # noqa: E402
