@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
-from .checkpoint import open_source
 from .constants import CANONICAL, EXTRA, FRAMEWORKS, parse_frameworks
-from .dtypes import cast_dtype
 from .errors import InputError
 from .kinds import check_table
-from .pipeline import convert, plan_for, select
-from .plan import Plan
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 
 def add_subparser(subparsers) -> None:
@@ -62,6 +62,11 @@ def _kinds(pairs: list[str]) -> dict[str, str]:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Run ``convert`` with parsed arguments; returns the exit code."""
+    # Imported here, not at the top: `tensorferry --help` and every other command start without them.
+    from .checkpoint import open_source
+    from .dtypes import cast_dtype
+    from .pipeline import convert, plan_for, select
+
     args.to = parse_frameworks(args.to)
     source_fw = None if args.source_framework == "auto" else args.source_framework
     kinds = _kinds(args.kind)

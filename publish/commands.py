@@ -19,7 +19,7 @@ import sys
 
 from tensorferry.converters.verify.cli import parse_models
 
-from .hub import default_data_dir
+from .hub.local import default_data_dir
 
 
 def add_publish(subparsers) -> argparse.ArgumentParser:

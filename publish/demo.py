@@ -16,10 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
-from tensorferry.fixtures import FAMILIES, checkpoint_dir
+from typing import TYPE_CHECKING
 
-from .hub import default_data_dir
-from .publisher import PublishResult, local_hub, publish
+from .hub.local import default_data_dir
+
+if TYPE_CHECKING:
+    from .publisher import PublishResult
 
 SERVE_URL = "http://127.0.0.1:8765"
 
@@ -39,6 +41,10 @@ def add_subparser(subparsers) -> argparse.ArgumentParser:
 def run(data_dir: str | Path | None = None, namespace: str = "tensorferry", quiet: bool = False,
         verify: str = "auto") -> dict[str, PublishResult]:
     """Publish every fixture family to ``{namespace}/tiny-{family}`` on the local Hub over DATA_DIR."""
+    from tensorferry.fixtures import FAMILIES, checkpoint_dir
+
+    from .publisher import local_hub, publish
+
     results = {}
     with local_hub(f"{namespace}/demo", data_dir) as (url, token):
         for family in sorted(FAMILIES):

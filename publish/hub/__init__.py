@@ -9,7 +9,8 @@ Python API for the publisher:
 """
 from __future__ import annotations
 
-from .auth import create_token
-from .local import LocalHub, default_data_dir, local_hub
+from tensorferry.converters.lazy import exports
 
-__all__ = ["LocalHub", "local_hub", "create_token", "default_data_dir"]
+_EXPORTS = {"create_token": "auth", "LocalHub": "local", "local_hub": "local", "default_data_dir": "local"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = exports(__name__, _EXPORTS)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tensorferry.converters.errors import HubError, InputError
 
-from .connections import Limits
+from .limits import Limits
 from .local import default_data_dir
 
 

@@ -11,16 +11,14 @@ read before any ASGI application runs: only the protocol can time it out.
   still waiting for its first request head (a slow or idle client), else the oldest idle keep-alive
   one; if every connection has a request in flight, the new one gets 503.
 
->>> Limits().header_timeout, Limits().max_connections
-(10.0, 1000)
+The limits themselves (``Limits``) live in ``limits.py``, so the command line reads their
+defaults without importing uvicorn.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import resource
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -28,35 +26,17 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import ApiError
 from .faults import Faults
+from .limits import Limits
 from .responses import error_response
 
 log = logging.getLogger("tensorferry.hub")
 
 DRAIN_BYTES = 16 << 20
 DRAIN_SECONDS = 5.0
-FD_RESERVE = 128  # descriptors kept for SQLite, blobs, spools and the listening socket
 TIMEOUT_408 = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 BUSY_BODY = b'{"error":"Too many connections, try again later"}'
 BUSY_503 = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\n"
             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(BUSY_BODY)) + BUSY_BODY
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Timeouts (seconds) and the connection cap; `tensorferry hub serve` flags of the same names."""
-
-    header_timeout: float = 10.0
-    idle_timeout: float = 60.0
-    max_connections: int = 1000
-
-    def effective_max_connections(self) -> int:
-        """`max_connections`, lowered to fit the process's file descriptor limit (raised first)."""
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = self.max_connections + FD_RESERVE
-        if soft < want and (hard == resource.RLIM_INFINITY or soft < hard):
-            soft = want if hard == resource.RLIM_INFINITY else min(want, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-        return max(1, min(self.max_connections, soft - FD_RESERVE))
 
 
 def protocol_class(limits: Limits, faults: Faults | None = None) -> type[H11Protocol]:

@@ -23,7 +23,8 @@ from starlette.responses import Response
 
 from . import api_commit, api_files, api_lfs, api_repos, web
 from .auth import HubContext
-from .connections import Limits, protocol_class
+from .connections import protocol_class
+from .limits import Limits
 from .errors import ApiError
 from .faults import ENV as FAULTS_ENV, parse_faults
 from .responses import error_response, json_response
