@@ -42,7 +42,16 @@ def single(src: str, shape: tuple[int, ...], dtype: np.dtype, dst: str, op: ops.
 
 
 def reorder_gates(x: np.ndarray, order: Sequence[int]) -> np.ndarray:
-    """Reorder the equal gate blocks along axis 0, e.g. PyTorch GRU r,z,n → Keras z,r,n with (1, 0, 2)."""
+    """Reorder the equal gate blocks along axis 0, e.g. PyTorch GRU r,z,n → Keras z,r,n with (1, 0, 2).
+
+    In the same order (LSTM's i,f,g,o in both) it is ``x`` itself: no copy before the transpose.
+
+    >>> x = np.arange(6).reshape(3, 2)
+    >>> reorder_gates(x, (1, 0, 2)).tolist(), reorder_gates(x, (0, 1, 2)) is x
+    ([[2, 3], [0, 1], [4, 5]], True)
+    """
+    if tuple(order) == tuple(range(len(order))):
+        return x
     blocks = np.split(x, len(order), axis=0)
     return np.concatenate([blocks[i] for i in order], axis=0)
 

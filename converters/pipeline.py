@@ -221,15 +221,17 @@ def parse_models(models: dict[str, object] | Sequence[str] | None) -> dict[str, 
 
 
 class Producer:
-    """Computes tensors on demand, holding a multi-output move's results only until all are used.
+    """Computes canonical and target tensors on demand; safe to share between the writer threads.
 
-    Safe to share between the writer threads.
+    A move with several outputs (a recurrent layer) computes them all at once: the others are kept
+    for their own request, within ``keep`` bytes (past that they are recomputed when asked).
     """
 
-    def __init__(self, source: Source, canonical: list[Move]) -> None:
+    def __init__(self, source: Source, canonical: list[Move], keep: int = 0) -> None:
         self.source = source
         self.canonical = {name: m for m in canonical for name, _, _ in m.targets}
         self._cache: dict[str, np.ndarray] = {}
+        self._keep = keep
         self._lock = threading.Lock()
 
     def canonical_tensor(self, name: str) -> np.ndarray:
@@ -241,16 +243,22 @@ class Producer:
         return self.source.load(name)
 
     def run(self, move: Move, want: str, load: Callable[[str], np.ndarray | None]) -> np.ndarray:
-        key = f"{id(move)}:{want}"
+        return self.run_all(move, load, [want])[want]
+
+    def run_all(self, move: Move, load: Callable[[str], np.ndarray | None], wanted: Sequence[str]) -> dict[str, np.ndarray]:
+        """MOVE's outputs named in WANTED (from the cache where it holds them)."""
+        keys = {name: f"{id(move)}:{name}" for name in wanted}
         with self._lock:
-            if key in self._cache:
-                return self._cache.pop(key)
-        arrays = move.run([load(s) for s in move.sources])
+            if all(k in self._cache for k in keys.values()):
+                return {name: self._cache.pop(k) for name, k in keys.items()}
+        arrays = dict(zip((t[0] for t in move.targets), move.run([load(s) for s in move.sources])))
         with self._lock:
-            for (name, _, _), arr in zip(move.targets, arrays):
-                if name != want and len(move.targets) > 1:
+            held = sum(a.nbytes for a in self._cache.values())
+            for name, arr in arrays.items():
+                if name not in keys and len(arrays) > 1 and held + arr.nbytes <= self._keep:
                     self._cache[f"{id(move)}:{name}"] = arr
-        return dict(zip((t[0] for t in move.targets), arrays))[want]
+                    held += arr.nbytes
+        return {name: arrays[name] for name in wanted}
 
 
 @dataclass
@@ -320,30 +328,24 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
 
 def _write_all(variants: list[_Variant], producer: Producer, files, progress: Callable[[int], None] | None) -> list[Output]:
     """Write every variant at once, one thread each, sharing the tensors they have in common (``tensors``)."""
-    keys: dict[tuple[str, str], Hashable] = {}
-    made_by: dict[Hashable, tuple[Move, str]] = {}
-    sizes: dict[Hashable, int] = {}
-    for v in variants:
-        for name in v.order:
-            move = v.moves[name]
-            # One move, one tensor: the same op on the same sources is the same tensor in any target.
-            key = ("op", move.sources, move.op) if len(move.targets) == 1 else ("move", id(move), name)
-            keys[(v.framework, name)] = key
-            made_by.setdefault(key, (move, name))
-            spec = next(t for t in move.targets if t[0] == name)
-            sizes[key] = 0 if move.op == "identity" else _nbytes(spec[1], spec[2])
+    keys, made_by, sizes = _keys(variants)
     lock = threading.Lock()
 
-    def compute(key: Hashable) -> np.ndarray:
-        move, name = made_by[key]
-        arr = contiguous(np.asarray(producer.run(move, name, producer.canonical_tensor)))
+    def compute(key: Hashable) -> np.ndarray | dict[str, np.ndarray]:
+        move, names = made_by[key]
+        got = {n: contiguous(np.asarray(a)) for n, a in producer.run_all(move, producer.canonical_tensor, names).items()}
         if progress:
             with lock:
-                progress(arr.nbytes)
-        return arr
+                progress(sum(a.nbytes for a in got.values()))
+        return got if key[0] == "move" else got[names[0]]
+
+    def produce(fw: str, name: str) -> np.ndarray:
+        got = shared.get(fw, keys[(fw, name)])
+        return got[name] if isinstance(got, dict) else got
 
     largest = max(sizes.values(), default=0)
     return_freed_memory()
+    producer._keep = largest
     shared = Tensors(compute, {v.framework: [keys[(v.framework, n)] for n in v.order] for v in variants}, sizes,
                      budget=2 * largest)  # alive at once: two writers' tensors, or one and the next
     outputs: list[Output | None] = [None] * len(variants)
@@ -351,25 +353,61 @@ def _write_all(variants: list[_Variant], producer: Producer, files, progress: Ca
 
     def run(i: int, v: _Variant) -> None:
         try:
-            outputs[i] = v.write(lambda name: shared.get(v.framework, keys[(v.framework, name)]), files)
+            outputs[i] = v.write(lambda name: produce(v.framework, name), files)
         except BaseException as e:  # noqa: BLE001 - the first error is raised once every writer stopped
             errors.append(e)
             shared.cancel()
 
-    threads = [threading.Thread(target=run, args=(i, v), name=f"tensorferry-{v.framework}") for i, v in enumerate(variants)]
+    threads = [threading.Thread(target=run, args=(i, v), name=f"tensorferry-{v.framework}", daemon=True)
+               for i, v in enumerate(variants)]
     try:
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    except BaseException:  # Ctrl-C: stop the writers before their files are discarded
+        shared.cancel()
+        raise
     finally:
         shared.close()
+        for t in threads:
+            while t.is_alive():  # each stops at its next tensor; a write in progress finishes first
+                t.join(0.5)
     real = [e for e in errors if not isinstance(e, Cancelled)]
     if real or errors:
         raise (real or errors)[0]
     return outputs
 
 
+def _keys(variants: list[_Variant]) -> tuple[dict, dict, dict]:
+    """The shared store's key of every tensor each writer asks for, what computes it and its size.
+
+    One move, one tensor: the same op on the same sources is the same tensor in any target, so TF
+    and Flax share it.  A recurrent layer's outputs are one entry (computed together, kept until
+    all are written); its side data is computed on its own, so the layer is not held until the
+    side data is written.
+    """
+    keys: dict[tuple[str, str], Hashable] = {}
+    made_by: dict[Hashable, tuple[Move, list[str]]] = {}
+    sizes: dict[Hashable, int] = {}
+    for v in variants:
+        for name in v.order:
+            move = v.moves[name]
+            if len(move.targets) == 1:
+                key = ("op", move.sources, move.op)
+            elif name.startswith(EXTRA + "/"):
+                key = ("side", id(move), name)
+            else:
+                key = ("move", id(move))
+            keys[(v.framework, name)] = key
+            if key[0] == "move":
+                made_by[key] = (move, [n for n, _, _ in move.targets if not n.startswith(EXTRA + "/")])
+            else:
+                made_by.setdefault(key, (move, [name]))
+            outputs = {n: (s, d) for n, s, d in move.targets if n in made_by[key][1]}
+            # a target that is the canonical tensor itself is a view of the source: it costs no memory
+            sizes[key] = 0 if move.op == "identity" else sum(_nbytes(s, d) for s, d in outputs.values())
+    return keys, made_by, sizes
 def _nbytes(shape, dt) -> int:
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
 

@@ -85,8 +85,15 @@ class Tensors:
             self._cancelled = True
 
     def close(self) -> None:
+        """Stop computing ahead; a writer still waiting for a tensor gets ``Cancelled``."""
+        with self._lock:
+            self._cancelled = True
+            waiting = list(self._ready.values())
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        for future in waiting:
+            if not future.done():
+                future.set_exception(Cancelled("conversion stopped"))
         self._ready.clear()
         self._held.clear()
         self._current.clear()
@@ -110,8 +117,8 @@ class Tensors:
         if i >= len(order) or order[i] in self._ready:
             return
         key = order[i]
-        if self._alive() + self._sizes.get(key, 0) > self._budget:
-            return  # no room: the writer computes it when it asks
+        if key == self._current.get(writer) or self._alive() + self._sizes.get(key, 0) > self._budget:
+            return  # the one it is taking (another output of it), or no room: computed when asked
         future = Future()
         self._ready[key] = future
         self._held[key] = self._sizes.get(key, 0)

@@ -28,3 +28,23 @@ def test_peak_anonymous_memory_is_bounded_by_the_largest_tensor(tmp_path):
     # slack is the writer threads' stacks and 1 MiB write buffers.
     print(f"baseline {baseline / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, largest tensor {largest / 2**20:.0f} MiB")
     assert peak - baseline <= 3 * largest + (8 << 20), (peak - baseline) / largest
+
+
+def test_recurrent_layers_stream_one_layer_at_a_time(tmp_path):
+    """An LSTM's tensors are computed together (TF sums its biases, Flax splits its gates): memory is bounded
+    by the largest layer, not by every recurrent layer held until its side data is written."""
+    h = 1024
+    specs = []
+    for i in range(6):  # 6 layers of 32 MiB: 192 MiB of model
+        specs += [(f"rnn{i}.weight_ih_l0", (4 * h, h), np.dtype("float32")), (f"rnn{i}.weight_hh_l0", (4 * h, h), np.dtype("float32")),
+                  (f"rnn{i}.bias_ih_l0", (4 * h,), np.dtype("float32")), (f"rnn{i}.bias_hh_l0", (4 * h,), np.dtype("float32"))]
+    shapes = {n: s for n, s, _ in specs}
+    rng = np.random.default_rng(0)
+    safetensors_file.write(tmp_path / "model.safetensors", specs, lambda n: rng.standard_normal(shapes[n], dtype=np.float32))
+    layer = 2 * 4 * h * h * 4 + 2 * 4 * h * 4
+    _, baseline = run([sys.executable, "-c", "import tensorferry.publish.cli, tensorferry.converters.pipeline, h5py, msgpack, numpy, tqdm"])
+    _, peak = run([sys.executable, "-m", "tensorferry.publish.cli", "convert", str(tmp_path), "--to", "tf,flax",
+                   "--out", str(tmp_path / "out"), "--json"], interval=0.005)
+    print(f"baseline {baseline / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, largest layer {layer / 2**20:.0f} MiB")
+    assert (tmp_path / "out" / "flax_model.msgpack").stat().st_size > 6 * layer
+    assert peak - baseline <= 3 * layer + (8 << 20), (peak - baseline) / layer
