@@ -74,6 +74,7 @@ class Source:
     extras: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)  # side data, by canonical name
     ties: dict[str, str] = field(default_factory=dict)  # alias → tensor it shares data with
     found: Found | None = None  # a training checkpoint: where its state dict was, what was left out
+    dropped: list[str] = field(default_factory=list)  # tensors --drop left out of ``infos``
     _where: dict[str, object] = field(default_factory=dict, repr=False)
 
     def load(self, name: str) -> np.ndarray:

@@ -103,7 +103,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.verify:
         from .verify.run import verify_dir
 
-        verification = verify_dir(args.out, reference=args.src, frameworks=args.to)
+        # against the source as this conversion read it (--key, --drop) and planned it (--kind, --layout-map)
+        verification = verify_dir(args.out, reference=source, frameworks=args.to, kinds=kinds, layout_map=args.layout_map)
         report["verification"] = verification.to_json()
         code = 0 if verification.passed else 3
     if args.json:

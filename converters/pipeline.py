@@ -158,6 +158,7 @@ def select(source: Source, drop: Sequence[str] = ()) -> tuple[list[str], list[st
         raise InputError("--drop", f"{', '.join(drop)} would leave out every tensor of {source.files[0]}")
     for name in dropped:
         del source.infos[name]
+    source.dropped += dropped
     gone = set(dropped)
     source.ties = {a: t for a, t in source.ties.items() if a not in gone and t not in gone}
     return dropped, [f"--drop {p!r} matched no tensor" for p in unused]

@@ -412,3 +412,21 @@ def test_a_worker_python_without_its_libraries_says_what_is_missing(converted, t
     assert code == 3
     assert f"{fake} cannot import transformers: install it there" in out
     assert "| ModuleNotFoundError: No module named 'transformers'" in out  # the worker's own last lines
+
+
+def test_convert_verify_checks_against_the_source_as_the_conversion_read_it(tmp_path, capsys) -> None:
+    """--drop (and --key, --kind, --layout-map) shape the output: --verify must compare with that, not the raw file."""
+    from safetensors.numpy import load_file, save_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(checkpoint_dir("cnn") / "config.json", src)
+    tensors = load_file(checkpoint_dir("cnn") / "model.safetensors")
+    tensors["aux_head.weight"] = np.ones((3, 8), np.float32)  # a training-only head, left out on purpose
+    save_file(tensors, src / "model.safetensors", metadata={"format": "pt"})
+    code = main(["convert", str(src), "--to", "pt,tf,flax", "--out", str(tmp_path / "out"), "--drop", "^aux_head",
+                 "--verify", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report["verification"]["culprits"]
+    assert report["dropped"] == ["aux_head.weight"] and report["verification"]["complete"]
+    assert all(f["status"] == "pass" for f in report["verification"]["functional"].values())

@@ -13,16 +13,17 @@
 """
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import json
-import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .. import dtypes
-from ..checkpoint import Source, open_source
+from ..checkpoint import Source, open_source, read_config
 from ..constants import CONFIG, FILES, FRAMEWORKS, STANDARD, parse_frameworks
 from ..errors import InputError
 from ..pipeline import convert
@@ -61,11 +62,15 @@ def choose_models(config: dict | None, frameworks: Sequence[str], models: dict[s
     return found, ""
 
 
-def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks: Sequence[str] | str | None = None, *,
+def verify_dir(path: str | Path, reference: str | Path | Source | None = None, frameworks: Sequence[str] | str | None = None, *,
                atol: float | None = None, models: dict[str, str] | None = None, inputs: str | Path | None = None,
                seed: int = 0, dtype: str | None = None, functional: bool | str = True, transformers_python: str | None = None,
-               report_dir: str | Path | None | bool = None, timeout: float = DEFAULT_TIMEOUT, repo: dict | None = None) -> Verification:
+               report_dir: str | Path | None | bool = None, timeout: float = DEFAULT_TIMEOUT, repo: dict | None = None,
+               kinds: dict[str, str] | None = None, layout_map: str | Path | dict | None = None) -> Verification:
     """Verify the variants in PATH against REFERENCE (default: PATH's own ``model.safetensors``).
+
+    REFERENCE may be an opened ``Source`` (as the conversion selected it: ``--key``, ``--drop``);
+    ``kinds`` and ``layout_map`` are what the conversion was told about the tensors.
 
     Writes ``verification.json``, ``verification.md`` and ``verification.png`` to ``report_dir``
     (default PATH; ``False`` writes nothing).  ``functional="auto"`` compares outputs only in the
@@ -86,15 +91,16 @@ def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks
     absent = [fw for fw in fws if fw not in present]
     if absent:
         raise InputError(path, f"holds no {', '.join(absent)} weights (found: {', '.join(present) or 'none'})")
-    ref_source = open_source(reference) if reference is not None else _own_reference(path)
+    ref_source = reference if isinstance(reference, Source) else open_source(reference) if reference is not None else _own_reference(path)
+    given = ref_source.files[0] if isinstance(reference, Source) else reference
     config = ref_source.config or _config(path)
-    result = Verification(str(path), str(reference) if reference is not None else f"{path}/ (its PyTorch weights)", list(fws), repo=repo)
+    result = Verification(str(path), str(given) if given is not None else f"{path}/ (its PyTorch weights)", list(fws), repo=repo)
     for fw in fws:
         variant = open_source(path, fw)
         if reference is None and fw == "pt":
             result.weights[fw] = WeightsCheck("pt", [f.name for f in variant.files], reference=True)
             continue
-        result.weights[fw] = verify_weights(variant, ref_source, dtype)
+        result.weights[fw] = verify_weights(variant, ref_source, dtype, kinds=kinds, layout_map=layout_map)
     tolerances = {fw: tolerance_for(_variant_dtype(result.weights.get(fw), ref_source), atol) for fw in fws}
     result.tolerances = {fw: {"atol": t[0], "rtol": t[1], "dtype": t[2]} for fw, t in tolerances.items()}
     model, why = choose_models(config, fws, models, transformers_python) if functional else (None, "not requested (weights only)")
@@ -110,7 +116,7 @@ def verify_dir(path: str | Path, reference: str | Path | None = None, frameworks
         run = [fw for fw in fws if fw not in skipped]
         ran, extra = {}, {"versions": {}, "inputs": {}}
         if run:
-            with _reference_dir(ref_source, reference) as ref_dir:
+            with _reference_dir(ref_source) as ref_dir:
                 ran, extra = verify_functional(path, ref_dir, run, model, config, tolerances, inputs, seed, options, timeout)
         result.functional = {fw: ran.get(fw) or FunctionalCheck(fw, model.describe(fw), status=NOT_RUN, error=skipped[fw])
                              for fw in fws}
@@ -128,8 +134,8 @@ def _has(path: Path, fw: str) -> bool:
 
 def _config(path: Path) -> dict | None:
     try:
-        return json.loads((path / CONFIG).read_text())
-    except (OSError, ValueError):
+        return read_config(path / CONFIG, path)  # a downloaded repo's config is untrusted input
+    except InputError:
         return None
 
 
@@ -146,29 +152,18 @@ def _variant_dtype(check: WeightsCheck | None, ref: Source) -> str | None:
     return max(set(floats), key=floats.count) if floats else None
 
 
-class _reference_dir:
-    """A folder transformers-style loaders can open: REFERENCE itself, or a canonical copy when it is not PyTorch."""
-
-    def __init__(self, source: Source, given: str | Path | None) -> None:
-        self.source, self.given, self.tmp = source, given, None
-
-    def __enter__(self) -> Path:
-        given = Path(self.given) if self.given is not None else None
-        if self.source.framework == "pt" and given is not None and given.is_dir():
-            return given
-        if self.source.framework == "pt" and given is None:
-            return self.source.files[0].parent
-        self.tmp = Path(tempfile.mkdtemp(prefix="tensorferry-reference-"))
-        if self.source.framework == "pt":  # a lone file: link it under its standard name beside the config
-            single = FILES["pt"].single
-            for f in self.source.files:  # one file gets the standard name; shards keep theirs (index included)
-                os.symlink(f.resolve(), self.tmp / (single if len(self.source.files) == 1 and f.suffix == ".safetensors" else f.name))
-            if self.source.config_path:
-                shutil.copyfile(self.source.config_path, self.tmp / CONFIG)
-        else:
-            convert(given, self.tmp, to=["pt"])
-        return self.tmp
-
-    def __exit__(self, *exc) -> None:
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+@contextlib.contextmanager
+def _reference_dir(source: Source) -> Iterator[Path]:
+    """A folder the reference model loads from: the source's own folder when it holds safetensors under
+    the standard names, else a canonical copy written for the run (a pickle, a lone file, TF or Flax,
+    or a source some tensors were dropped from)."""
+    standard = all(any(fnmatch.fnmatch(f.name, p) for p in FILES["pt"].patterns) for f in source.files)
+    if source.framework == "pt" and standard and not source.dropped:
+        yield source.files[0].parent
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="tensorferry-reference-"))
+    try:
+        convert(source, tmp, to=["pt"])
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

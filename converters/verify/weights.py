@@ -31,9 +31,9 @@ class Canonical:
     ((8, 3, 3, 3), (8, 3, 3, 3))
     """
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, **planning) -> None:
         self.source = source
-        self.plan = plan_for(source, ["pt"])
+        self.plan = plan_for(source, ["pt"], **planning)
         self.specs = self.plan.canonical_specs
         # The canonical name's native origin names the culprit in the variant's own terms.
         self.native = {n: ", ".join(m.sources) for m in self.plan.canonical for n, _, _ in m.targets}
@@ -56,18 +56,20 @@ def iter_canonical(source: Source | str | Path) -> Iterator[tuple[str, np.ndarra
     yield from Canonical(source if isinstance(source, Source) else open_source(source))
 
 
-def verify_weights(variant: Source, reference: Source, dtype: str | None = None) -> WeightsCheck:
+def verify_weights(variant: Source, reference: Source, dtype: str | None = None, **planning) -> WeightsCheck:
     """Compare one variant with the reference, tensor by tensor, in canonical layout.
 
     ``dtype``: the ``--dtype`` the conversion used; without it a cast is accepted when every
     floating tensor was cast to one dtype and matches ``reference.astype(dtype)`` bit for bit.
+    ``planning``: what the conversion was told about the tensors (``kinds``, ``layout_map``).
+    A reference that cannot be planned is bad input (raised); a variant that cannot is a failure.
     """
     fw = variant.framework
     check = WeightsCheck(fw, [f.name for f in variant.files])
+    ref = Canonical(reference, **planning)
+    expected = _expected_in(reference, fw, **planning)
     try:
-        ref = Canonical(reference)
-        expected = _expected_in(reference, fw)
-        var = Canonical(variant)
+        var = Canonical(variant, **planning)
     except Exception as e:  # noqa: BLE001 - an unreadable or unmappable file is a failed variant, not a crash
         check.error = f"cannot map {', '.join(check.files)} to canonical: {type(e).__name__}: {e}"
         return check
@@ -117,9 +119,9 @@ def verify_weights(variant: Source, reference: Source, dtype: str | None = None)
     return check
 
 
-def _expected_in(reference: Source, fw: str) -> dict[str, str]:
+def _expected_in(reference: Source, fw: str, **planning) -> dict[str, str]:
     """Canonical name → the native name it gets in FW, for every tensor the converter writes there."""
-    plan = plan_for(reference, [fw])
+    plan = plan_for(reference, [fw], **planning)
     out: dict[str, str] = {}
     for move, _ in plan.targets[fw]:
         natives = [n for n, _, _ in move.targets]
