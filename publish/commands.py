@@ -56,6 +56,8 @@ def add_publish(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--source-endpoint", help="Hub of SRC (default: the target's)")
     s.add_argument("--cache-dir", help="huggingface_hub cache folder (default: HF_HOME's)")
     p.add_argument("--max-shard-size", default="5GB", help="shard variants past this size (default: 5GB)")
+    p.add_argument("--work-dir", help="where the converted variants are staged before the upload "
+                                      "(default: the system's temporary folder, TMPDIR); needs room for them")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_publish)
     return p
@@ -63,7 +65,9 @@ def add_publish(subparsers) -> argparse.ArgumentParser:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Run ``publish`` with parsed arguments."""
-    from .publisher import local_hub, publish, redacted_command
+    from .hub.local import serving
+    from .hub_io import redacted_command
+    from .publisher import publish
 
     options = dict(to=args.to, token=args.token, revision=args.revision, create_pr=args.create_pr, private=args.private,
                    commit_message=args.commit_message, commit_description=args.commit_description,
@@ -71,11 +75,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
                    parent_commit=args.parent_commit, verify=args.verify, require_outputs=args.require_outputs,
                    models=parse_models(args.model), transformers_python=args.transformers_python,
                    source_revision=args.source_revision, source_endpoint=args.source_endpoint, cache_dir=args.cache_dir,
-                   max_shard_size=args.max_shard_size, command=redacted_command(["tensorferry", *getattr(args, "argv", sys.argv[1:])], args.token),
+                   max_shard_size=args.max_shard_size, work_dir=args.work_dir, command=redacted_command(["tensorferry", *getattr(args, "argv", sys.argv[1:])], args.token),
                    progress=_bar(args))
     if args.hub == "local":
         data_dir = args.hub_data_dir or default_data_dir()
-        with local_hub(args.repo_id, data_dir) as (url, token):
+        with serving(args.repo_id.split("/")[0], data_dir) as (url, token):
             result = publish(args.src, args.repo_id, **{**options, "endpoint": url, "token": token})
         page = f"http://127.0.0.1:8765/{args.repo_id}"
         note = f"browse it: tensorferry hub serve --data-dir {data_dir}   then open {page}"

@@ -43,10 +43,11 @@ def run(data_dir: str | Path | None = None, namespace: str = "tensorferry", quie
     """Publish every fixture family to ``{namespace}/tiny-{family}`` on the local Hub over DATA_DIR."""
     from tensorferry.fixtures import FAMILIES, checkpoint_dir
 
-    from .publisher import local_hub, publish
+    from .hub.local import serving
+    from .publisher import publish
 
     results = {}
-    with local_hub(f"{namespace}/demo", data_dir) as (url, token):
+    with serving(namespace, data_dir) as (url, token):
         for family in sorted(FAMILIES):
             results[family] = publish(checkpoint_dir(family), f"{namespace}/tiny-{family}", endpoint=url, token=token,
                                       command=f"tensorferry demo --namespace {namespace}", verify=verify, quiet=quiet)

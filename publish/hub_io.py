@@ -265,3 +265,24 @@ def resolve_args(target: str, frameworks: list[str] | None, args: Any) -> tuple[
     """``resolve`` with a command's parsed ``add_download_options`` arguments."""
     return resolve(target, frameworks, revision=args.revision, token=args.token, cache_dir=args.cache_dir,
                    local_files_only=args.local_files_only)
+
+
+def redacted_command(argv: Sequence[str], token: str | None = None) -> str:
+    """The command line as typed, with any token's value removed (for provenance in cards).
+
+    >>> redacted_command(["tensorferry", "publish", "ckpt", "a/b", "--token", "hf_abcdefghijkl"])
+    'tensorferry publish ckpt a/b --token ***'
+    """
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif arg == "--token":
+            out.append(arg)
+            hide = True
+        elif arg.startswith("--token="):
+            out.append("--token=***")
+        else:
+            out.append(redact(arg, token))
+    return " ".join(out)

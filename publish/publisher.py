@@ -7,9 +7,9 @@ what it holds → stop if it already holds these files → verify → build the 
 read when planning).  ``dry_run`` stops before the first write and returns the plan.
 
 >>> import tempfile
->>> from tensorferry.publish.hub import LocalHub
+>>> from tensorferry.publish.hub.local import LocalHub, write_token
 >>> with LocalHub(tempfile.mkdtemp()) as server:
-...     token = create_local_token(server.data_dir, "alice")
+...     token = write_token(server.data_dir, "alice")
 ...     result = publish("fixtures/checkpoints/cnn", "alice/tiny-cnn", endpoint=server.url, token=token,
 ...                      verify="weights", quiet=True)
 >>> result.commit_oid is not None, sorted(f.path for f in result.files)[:3]
@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         targets = parse_frameworks(to) if to else list(FRAMEWORKS)
         kept = _kept_as_is(src_path, source, targets)
         made = [fw for fw in targets if fw != kept]
+        _check_space(staging, source.nbytes * len(made))
         say(f"source: {src_path} ({source.framework}); converting to {', '.join(made) or 'nothing'}")
         converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
@@ -176,6 +178,14 @@ def _staging(work_dir: str | Path | None) -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _check_space(staging: Path, needed: int) -> None:
+    """Refuse before converting when the staging folder cannot hold the variants (minutes saved, no half-written files)."""
+    free = shutil.disk_usage(staging).free
+    if needed > free:
+        raise InputError(staging, f"needs about {needed / 1e9:.1f} GB free for the converted variants, has {free / 1e9:.1f} GB: "
+                                  "choose another folder with --work-dir")
 
 
 def _source(src: str | Path, hub: Hub, source_endpoint: str | None, revision: str | None,
@@ -350,18 +360,21 @@ def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_
     say(f"uploading {len(ops)} files to {hub.repo_url(repo_id)} ...")
     call(api.preupload_lfs_files, repo_id, additions=ops, revision=result.revision, create_pr=create_pr or None,
          what=repo_id, hub=hub)
+    # A run id in the description tells our commit from any other after an answer is lost.
+    marker = f"<!-- tensorferry publish {uuid.uuid4().hex} -->"
+    description = f"{description}\n\n{marker}" if description else marker
     prs_before = _last_pr(api, hub, repo_id) if create_pr else 0
     result.commit_url, result.commit_oid, result.pr_url = _commit(api, hub, repo_id, ops, result, create_pr, prs_before,
-                                                                  message, description)
+                                                                  message, description, marker)
 
 
 def _last_pr(api: Any, hub: Hub, repo_id: str) -> int:
-    found = call(api.get_repo_discussions, repo_id, discussion_type="pull_request", what=repo_id, hub=hub)
+    found = call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub)
     return max((d.num for d in found), default=0)
 
 
 def _commit(api: Any, hub: Hub, repo_id: str, ops: list, result: PublishResult, create_pr: bool, prs_before: int,
-            message: str, description: str | None) -> tuple[str, str | None, str | None]:
+            message: str, description: str, marker: str) -> tuple[str, str | None, str | None]:
     """One ``create_commit`` → (commit URL, commit id, PR URL); retried only when it provably did not land."""
     parent = result.parent_commit
     for attempt in range(COMMIT_RETRIES + 1):
@@ -370,31 +383,40 @@ def _commit(api: Any, hub: Hub, repo_id: str, ops: list, result: PublishResult, 
                                      revision=result.revision, create_pr=create_pr or None, parent_commit=parent)
             return str(info), info.oid, info.pr_url
         except Exception as e:  # noqa: BLE001 - mapped below, token scrubbed
-            if status_of(e) == 412:
+            if status_of(e) == 412:  # someone moved the branch, or our own earlier attempt landed after all
+                landed = _landed(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before) if attempt else None
+                if landed is not None:
+                    return landed
                 raise _moved(hub, repo_id, result.revision, parent) from None
             if not is_transient(e) or attempt == COMMIT_RETRIES:
                 raise hub_error(f"{repo_id}: commit", e, hub) from None
-            landed = _landed(api, hub, repo_id, result.revision, parent, message, create_pr, prs_before)
-            if landed is not None:
-                return landed
-            time.sleep(retry_after(e, attempt))
+            for look in range(2):  # a commit in flight may land a moment after its answer was lost
+                landed = _landed(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before)
+                if landed is not None:
+                    return landed
+                time.sleep(retry_after(e, attempt + look))
     raise AssertionError("unreachable")
 
 
-def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, message: str, create_pr: bool,
+def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
             prs_before: int) -> tuple[str, str | None, str | None] | None:
-    """After a lost answer: the commit if it landed, None if provably not; raises if someone else moved the branch."""
+    """After a lost answer: our commit if it landed (found by its run id), None if it did not;
+    raises if someone else moved the branch meanwhile."""
     if create_pr:
-        for d in call(api.get_repo_discussions, repo_id, discussion_type="pull_request", what=repo_id, hub=hub):
-            if d.num > prs_before and d.title == message:
+        # listings are generators: their requests happen while iterating, so iterate inside call()
+        for d in call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub):
+            if d.num <= prs_before:
+                continue
+            details = call(api.get_discussion_details, repo_id, d.num, what=repo_id, hub=hub)
+            if any(marker in (getattr(ev, "content", "") or "") for ev in details.events[:1]):
                 head = call(api.model_info, repo_id, revision=d.git_reference, what=repo_id, hub=hub).sha
                 return f"{hub.endpoint}/{repo_id}/commit/{head}", head, f"{hub.endpoint}/{repo_id}/discussions/{d.num}"
         return None
     head = call(api.model_info, repo_id, revision=branch, what=repo_id, hub=hub).sha
     if head == parent:
         return None
-    last = next(iter(call(api.list_repo_commits, repo_id, revision=head, what=repo_id, hub=hub)), None)
-    if last is not None and last.title == message:
+    last = next(iter(call(lambda: list(api.list_repo_commits(repo_id, revision=head)), what=repo_id, hub=hub)), None)
+    if last is not None and marker in (last.message or ""):
         return f"{hub.endpoint}/{repo_id}/commit/{head}", head, None
     raise _moved(hub, repo_id, branch, parent)
 
@@ -406,44 +428,3 @@ def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> HubError:
         now = "unknown"
     return HubError(repo_id, f"{branch} changed since planning: its head is now {now} (planned on {parent}); "
                              "nothing was overwritten: run again to publish on top of it")
-
-
-# the local Hub as target ---------------------------------------------------------------------------------
-def create_local_token(data_dir: str | Path, namespace: str) -> str:
-    """A write token for NAMESPACE on the local Hub in DATA_DIR (a user of that name, or a member of that organisation)."""
-    from .hub import create_token
-
-    try:
-        return create_token(data_dir, namespace)
-    except ValueError:  # the namespace is an organisation: join it
-        return create_token(data_dir, "tensorferry", org=namespace)
-
-
-@contextlib.contextmanager
-def local_hub(repo_id: str, data_dir: str | Path | None = None) -> Iterator[tuple[str, str]]:
-    """Start the local Hub over DATA_DIR (default: the ``hub serve`` one) for a publish: yields (url, token)."""
-    from .hub import LocalHub
-
-    with LocalHub(data_dir) as server:
-        yield server.url, create_local_token(server.data_dir, repo_id.split("/")[0])
-
-
-def redacted_command(argv: Sequence[str], token: str | None = None) -> str:
-    """The command line as typed, with any token's value removed.
-
-    >>> redacted_command(["tensorferry", "publish", "ckpt", "a/b", "--token", "hf_abcdefghijkl"])
-    'tensorferry publish ckpt a/b --token ***'
-    """
-    out, hide = [], False
-    for arg in argv:
-        if hide:
-            out.append("***")
-            hide = False
-        elif arg == "--token":
-            out.append(arg)
-            hide = True
-        elif arg.startswith("--token="):
-            out.append("--token=***")
-        else:
-            out.append(redact(arg, token))
-    return " ".join(out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from tensorferry.converters.lazy import exports
 
-_EXPORTS = {"create_token": "auth", "LocalHub": "local", "local_hub": "local", "default_data_dir": "local"}
+_EXPORTS = {"create_token": "auth", "LocalHub": "local", "local_hub": "local", "default_data_dir": "local",
+            "write_token": "local", "serving": "local"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = exports(__name__, _EXPORTS)

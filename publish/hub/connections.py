@@ -190,6 +190,13 @@ class HubProtocol(H11Protocol):
             if fault is None:
                 return await app(scope, receive, send)
             log.warning("fault injected: %s on %s %s", fault, scope["method"], scope["path"])
+            if fault == "lost":  # the work is done, the answer never arrives
+                async def swallow(message: dict[str, Any]) -> None:
+                    return None
+
+                await app(scope, receive, swallow)
+                self.transport.abort()
+                return None
             if fault == "drop":
                 self.transport.abort()
                 while (await receive())["type"] != "http.disconnect":

@@ -1,12 +1,18 @@
-"""TEST-ONLY fault injection: `TENSORFERRY_HUB_FAULTS="429:0.2,500:0.1,drop:0.05,seed:1"` makes the
-server answer that fraction of API and LFS requests with 429 (`Retry-After: 1`), 500, or close the
-connection without an answer, before any work is done, so a retry is always safe. `/health`, file
-downloads (`/resolve/`) and the web pages are never faulted. The draws come from one seeded
-generator in request order: the same requests in the same order get the same faults.
+"""TEST-ONLY fault injection: `TENSORFERRY_HUB_FAULTS="429:0.2,500:0.1,drop:0.05,lost:0.05,seed:1"` makes
+the server answer that fraction of API and LFS requests with 429 (`Retry-After: 1`), 500, or close the
+connection without an answer, before any work is done, so a retry is always safe — or, for `lost`,
+do the work and then close the connection without an answer: the client cannot tell whether its
+commit landed, and must find out before it retries. `/health`, file downloads (`/resolve/`) and the
+web pages are never faulted. The draws come from one seeded generator in request order: the same
+requests in the same order get the same faults.  `kind@text:rate` faults only the requests whose
+path contains `text` (e.g. `lost@/commit/:1.0`: every commit lands and its answer is lost).
 
 >>> f = parse_faults("429:0.5,seed:1")
 >>> [f.draw("/api/models/a/b") for _ in range(4)], f.draw("/health")
 (['429', None, None, '429'], None)
+>>> g = parse_faults("lost@/commit/:1.0")
+>>> g.draw("/api/models/a/b/commit/main"), g.draw("/api/models/a/b/preupload/main")
+('lost', None)
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 ENV = "TENSORFERRY_HUB_FAULTS"
-KINDS = ("429", "500", "drop")
+KINDS = ("429", "500", "drop", "lost")
 FAULTED = re.compile(r"^/(?:api|lfs)/|\.git/info/lfs/")
 
 
@@ -25,6 +31,7 @@ class Faults:
 
     rates: dict[str, float]
     seed: int = 0
+    only: dict[str, str] = field(default_factory=dict)  # kind → text the path must contain
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -36,7 +43,7 @@ class Faults:
             return None
         u = self.rng.random()
         for kind in KINDS:
-            rate = self.rates.get(kind, 0.0)
+            rate = self.rates.get(kind, 0.0) if self.only.get(kind, "") in raw_path else 0.0
             if u < rate:
                 return kind
             u -= rate
@@ -51,9 +58,13 @@ def parse_faults(spec: str | None) -> Faults | None:
     if not spec or not spec.strip():
         return None
     rates: dict[str, float] = {}
+    only: dict[str, str] = {}
     seed = 0
     for item in spec.split(","):
         key, sep, value = item.strip().partition(":")
+        key, at, where = key.partition("@")
+        if at:
+            only[key] = where
         try:
             if not sep:
                 raise ValueError
@@ -71,4 +82,4 @@ def parse_faults(spec: str | None) -> Faults | None:
         rates[key] = rate
     if sum(rates.values()) > 1.0:
         raise ValueError(f"{ENV}: the rates add up to more than 1 ({sum(rates.values()):g})")
-    return Faults(rates, seed)
+    return Faults(rates, seed, only)

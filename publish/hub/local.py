@@ -115,3 +115,27 @@ def local_hub(data_dir: str | os.PathLike[str] | None = None, **kwargs: Any) -> 
     """
     with LocalHub(data_dir, **kwargs) as hub:
         yield hub.url
+
+
+def write_token(data_dir: str | os.PathLike[str], namespace: str) -> str:
+    """A write token for NAMESPACE on the local Hub in DATA_DIR: a user of that name, or a member of that organisation.
+
+    >>> write_token(tempfile.mkdtemp(), "alice").startswith("hf_")
+    True
+    """
+    from .auth import create_token
+
+    try:
+        return create_token(data_dir, namespace)
+    except ValueError:  # the namespace is an organisation: join it
+        return create_token(data_dir, "tensorferry", org=namespace)
+
+
+@contextmanager
+def serving(namespace: str, data_dir: str | os.PathLike[str] | None = None) -> Iterator[tuple[str, str]]:
+    """The local Hub over DATA_DIR (default: the ``hub serve`` one) on a free port: (url, write token for NAMESPACE).
+
+    What ``publish --hub local`` and ``demo`` run in; the server stops on exit.
+    """
+    with LocalHub(data_dir) as server:
+        yield server.url, write_token(server.data_dir, namespace)

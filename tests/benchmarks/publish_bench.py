@@ -23,7 +23,7 @@ from _measure import bert_like_specs, run  # noqa: E402
 
 from tensorferry.converters.formats import safetensors_file  # noqa: E402
 from tensorferry.publish.hub import LocalHub  # noqa: E402
-from tensorferry.publish.publisher import create_local_token  # noqa: E402
+from tensorferry.publish.hub.local import write_token  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +44,7 @@ def main() -> None:
     size = (src / "model.safetensors").stat().st_size
 
     with LocalHub(work / "hub") as server:
-        token = create_local_token(server.data_dir, "bench")
+        token = write_token(server.data_dir, "bench")
         result_file = work / "result.json"
         cmd = (f"{sys.executable} -m tensorferry.publish.cli publish {src} bench/bert-like --endpoint {server.url} "
                f"--token {token} --verify {args.verify} --json > {result_file}")

@@ -1,7 +1,8 @@
 """A flaky Hub: publish gets through injected 429s, 500s and dropped connections with exactly one commit.
 
 The local Hub's TEST-ONLY fault switch answers a seeded fraction of API and LFS requests with a
-fault before doing any work, so every retry path of the real client and of tensorferry is exercised.
+fault before doing any work: the retries of requests that did nothing, in the real client and in
+tensorferry (a lost answer to a request that did its work is test_faults_lost.py).
 """
 from __future__ import annotations
 

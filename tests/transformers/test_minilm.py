@@ -48,11 +48,11 @@ def test_minilm_published_once_loads_in_every_framework_from_the_hub(tx_run, tmp
     loads in its own transformers class (no from_pt) and reproduces PyTorch on real text."""
     from tensorferry.publish import publish
     from tensorferry.publish.hub import LocalHub
-    from tensorferry.publish.publisher import create_local_token
+    from tensorferry.publish.hub.local import write_token
 
     src = Path(tx_run("model_dir", {}, tmp_path)["model_dir"])
     with LocalHub(tmp_path / "hub") as server:
-        token = create_local_token(server.data_dir, "alice")
+        token = write_token(server.data_dir, "alice")
         result = publish(src, "alice/all-MiniLM-L6-v2", endpoint=server.url, token=token, verify="weights", quiet=True)
         assert result.commit_oid and result.verification.passed
         r = tx_run("hub_minilm", {"model_dir": str(src), "root": str(tmp_path / "dl"), "endpoint": server.url,

@@ -1,0 +1,36 @@
+"""Lost answers: the Hub carries a commit out, then the connection drops before the answer arrives.
+
+A retry must find out that its commit landed (by the run id tensorferry puts in the description)
+rather than commit again, or open a second pull request.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tensorferry.fixtures import checkpoint_dir
+from tensorferry.publish import publish
+from tensorferry.publish.hub.local import LocalHub, write_token
+from tensorferry.publish.hub_io import hub_api
+
+
+@pytest.mark.parametrize("create_pr", [False, True], ids=["commit", "pull request"])
+def test_a_lost_answer_never_duplicates_the_commit_or_the_pull_request(tmp_path, create_pr) -> None:
+    # Every commit lands and its answer is lost: only finding our run id can end this without a duplicate.
+    with LocalHub(tmp_path / "hub", env={"TENSORFERRY_HUB_FAULTS": "lost@/commit/:1.0"}) as server:
+        token = write_token(server.data_dir, "alice")
+        hub_api(server.url, token).create_repo("alice/lost", exist_ok=True) if create_pr else None
+        result = publish(checkpoint_dir("cnn"), "alice/lost", endpoint=server.url, token=token, verify="weights",
+                         create_pr=create_pr, quiet=True)
+    log = (tmp_path / "hub" / "server.log").read_text()
+    assert log.count("fault injected: lost on POST /api/models/alice/lost/commit/") == 1  # the answer was lost
+    with LocalHub(tmp_path / "hub") as calm:
+        api = hub_api(calm.url, token)
+        if create_pr:
+            prs = list(api.get_repo_discussions("alice/lost", discussion_type="pull_request"))
+            assert [d.num for d in prs] == [1] and result.pr_url.endswith("/discussions/1")
+            assert len(api.list_repo_commits("alice/lost", revision="refs/pr/1")) == 2
+            assert [c.title for c in api.list_repo_commits("alice/lost")] == ["initial commit"]
+        else:
+            titles = [c.title for c in api.list_repo_commits("alice/lost")]
+            assert titles == ["Add pt, tf, flax weights (tensorferry)", "initial commit"]
+            assert api.list_repo_commits("alice/lost")[0].commit_id == result.commit_oid
