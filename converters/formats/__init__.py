@@ -39,10 +39,13 @@ def _alive(pid: str | None) -> bool:
     return True
 
 
-def _reason(e: OSError) -> str:
-    if e.strerror:
+_HDF5_ERRNO = re.compile(r"errno = (\d+)")  # h5py reports HDF5's errno inside its message
+
+
+def _reason(e: Exception) -> str:
+    if getattr(e, "strerror", None):
         return e.strerror
-    m = re.search(r"errno = (\d+)", str(e))  # h5py reports HDF5's errno inside its message
+    m = _HDF5_ERRNO.search(str(e))
     return os.strerror(int(m.group(1))) if m else str(e)
 
 
@@ -160,6 +163,11 @@ def atomic_outputs() -> Iterator[AtomicOutputs]:
     except OSError as e:
         outputs.discard()
         raise InputError(outputs.current or e.filename or "output", f"cannot write: {_reason(e)}") from None
+    except RuntimeError as e:
+        outputs.discard()
+        if _HDF5_ERRNO.search(str(e)):  # HDF5 reports a failed flush on close (disk full) as RuntimeError
+            raise InputError(outputs.current or "output", f"cannot write: {_reason(e)}") from None
+        raise
     except BaseException:
         outputs.discard()
         raise
