@@ -130,13 +130,17 @@ def is_transient(error: BaseException) -> bool:
     return status_of(error) in TRANSIENT_STATUS or isinstance(error, httpx2.TransportError)
 
 
-def retry_after(error: BaseException, attempt: int, base: float = 1.0) -> float:
-    """Seconds to wait: the server's ``Retry-After`` (seconds), else exponential backoff capped at 30 s."""
+def retry_after(error: BaseException, attempt: int, base: float = 1.0, cap: float = 30.0) -> float:
+    """Seconds to wait: the server's ``Retry-After`` (seconds), else exponential backoff up to ``cap``.
+
+    >>> retry_after(ValueError(), 3), retry_after(ValueError(), 9, base=0.25, cap=4.0)
+    (8.0, 4.0)
+    """
     headers = getattr(getattr(error, "response", None), "headers", None) or {}
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
     if value is not None and str(value).strip().isdigit():
         return min(float(value), 120.0)
-    return min(base * 2 ** attempt, 30.0)
+    return min(base * 2 ** attempt, cap)
 
 
 def call(fn: Callable[..., T], *args: Any, what: str, hub: Hub | None = None, retries: int = 5,

@@ -42,7 +42,7 @@ from . import card as cards
 from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, redact, retry_after, status_of
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
-COMMIT_RETRIES = 6  # a commit is retried only after checking it did not land
+COMMIT_RETRIES = 10  # a commit is retried only after checking it did not land
 
 
 @dataclass
@@ -394,7 +394,7 @@ def _commit(api: Any, hub: Hub, repo_id: str, ops: list, result: PublishResult, 
                 landed = _landed(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before)
                 if landed is not None:
                     return landed
-                time.sleep(retry_after(e, attempt + look))
+                time.sleep(retry_after(e, attempt + look, base=0.25, cap=4.0))
     raise AssertionError("unreachable")
 
 
