@@ -29,6 +29,7 @@ from .responses import base_url, json_response
 LFS_JSON = "application/vnd.git-lfs+json"
 MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 16 << 20
+OBJECT = "object"  # the multipart object's file in its parts folder
 TICKET_TTL = 24 * 3600
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -95,23 +96,28 @@ async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = 
     return Response(body, media_type=LFS_JSON)
 
 
-async def _stream_to(request: Request, path: Path, limit: int) -> tuple[str, int]:
-    """Write the body to `path`, hashing it; 400 (the upload URL's size) once it passes `limit`."""
+async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, fsync: bool = True) -> tuple[str, int]:
+    """Write the body to `path` from `offset`, hashing it; 400 (the upload URL's size) once it passes `limit`."""
     digest = hashlib.sha256()
     size = 0
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise bad_request(f"Upload of {declared} bytes exceeds the {limit} bytes this URL was issued for")
-    with open(path, "wb") as f:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
         async for chunk in request.stream():
             if size + len(chunk) > limit:
                 raise bad_request(f"Upload exceeds the {limit} bytes this URL was issued for")
             if chunk:
                 digest.update(chunk)
-                f.write(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.pwrite(fd, view, offset + size + len(chunk) - len(view)):]
                 size += len(chunk)
-        f.flush()
-        await run_in_threadpool(os.fsync, f.fileno())  # can take a while for big files
+        if fsync:
+            await run_in_threadpool(os.fsync, fd)  # can take a while for big files
+    finally:
+        os.close(fd)
     return digest.hexdigest(), size
 
 
@@ -148,29 +154,32 @@ def _parts_dir(ctx: HubContext, rid: int, oid: str) -> Path:
 
 async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
                       sig: str, part: str) -> Response:
-    """Multipart transfer: one PUT per part; the ETag we answer is echoed back on completion."""
+    """Multipart transfer: one PUT per part, written in place at its offset of the object's file.
+
+    The ETag we answer (the part's sha256) is echoed back on completion; an empty marker file
+    named by it records that the part arrived whole.  Parts share one file so that completion
+    only hashes it: no join copy of the whole object.
+    """
     rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
     n = int(part)
     if not 1 <= n <= -(-nbytes // PART_SIZE):
         raise bad_request(f"Invalid part number {part}")
     d = _parts_dir(ctx, rid, oid)
     d.mkdir(exist_ok=True)
-    tmp = d / f"{n:05d}.partial"
+    for old in d.glob(f"{n:05d}.*"):  # a retried part is whole again only once it arrives whole
+        old.unlink(missing_ok=True)
     try:
-        digest, _ = await _stream_to(request, tmp, min(PART_SIZE, nbytes - (n - 1) * PART_SIZE))
+        digest, _ = await _stream_to(request, d / OBJECT, min(PART_SIZE, nbytes - (n - 1) * PART_SIZE),
+                                     offset=(n - 1) * PART_SIZE, fsync=False)
     except ClientDisconnect:
-        tmp.unlink(missing_ok=True)
         return Response(b"", status_code=400)
-    except ApiError:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, d / f"{n:05d}.{digest}")
+    (d / f"{n:05d}.{digest}").touch()
     return Response(b"", headers={"ETag": f'"{digest}"'})
 
 
 async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
                    sig: str) -> Response:
-    """Multipart completion: join the parts in order, check sha256 and size, publish."""
+    """Multipart completion: every part present with its ETag, then the whole file's sha256 and size."""
     rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
     data = await read_json(request, ctx.body_timeout, "multipart completion body")
     d = _parts_dir(ctx, rid, oid)
@@ -180,23 +189,18 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
         if number is None or not 1 <= number <= -(-nbytes // PART_SIZE) or not SHA256_RE.match(etag.strip('"')):
             raise bad_request(f"Invalid part {p!r}")
         parts.append((number, etag.strip('"')))
-    sources = []
     for number, etag in sorted(parts):
-        f = d / f"{number:05d}.{etag}"
-        if not f.is_file():
+        if not (d / f"{number:05d}.{etag}").is_file():
             raise bad_request(f"Part {number} missing or its etag does not match")
-        sources.append(f)
-    if len(sources) != -(-nbytes // PART_SIZE):
+    if len({n for n, _ in parts}) != -(-nbytes // PART_SIZE):
         raise bad_request("Wrong number of parts")
-    fd, tmp = ctx.store.blobs.tmp_file(".joined")
+    joined = d / OBJECT
     try:
-        with os.fdopen(fd, "wb") as out:
-            got, got_size = await run_in_threadpool(ctx.store.blobs.hash_file_into, sources, out)
+        got, got_size = await run_in_threadpool(ctx.store.blobs.hash_and_sync, joined)
         if got != oid or got_size != nbytes:
             raise bad_request(f"Joined parts do not match oid {oid} / size {nbytes}")
-        await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
+        await run_in_threadpool(ctx.store.blobs.publish_lfs, joined, oid)
     finally:
-        tmp.unlink(missing_ok=True)
         shutil.rmtree(d, ignore_errors=True)
     _link(ctx, rid, oid, nbytes)
     return Response(b"", status_code=200)

@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 CHUNK = 1 << 20
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -101,18 +101,15 @@ class BlobStore:
         self._publish(tmp, final)
         return final
 
-    def hash_file_into(self, sources: list[Path], dest: BinaryIO) -> tuple[str, int]:
-        """Concatenate `sources` into `dest`, returning (sha256, size); used for multipart."""
+    def hash_and_sync(self, path: Path) -> tuple[str, int]:
+        """(sha256, size) of a file written in pieces, made durable before anything refers to it."""
         h = hashlib.sha256()
         size = 0
-        for src in sources:
-            with open(src, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-                    dest.write(chunk)
-                    size += len(chunk)
-        dest.flush()
-        os.fsync(dest.fileno())
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+            os.fsync(f.fileno())
         return h.hexdigest(), size
 
     def open_content(self, sha1: str, lfs_oid: str | None) -> Path:

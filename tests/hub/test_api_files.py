@@ -181,3 +181,32 @@ def test_lfs_batch_offers_multipart_for_big_objects(api: HfApi, hub, repo: str) 
     assert api.token not in big_upload["href"]
     r = get_session().put(small_upload["href"].replace("/lfs/upload/", "/lfs/upload/9"), content=b"x")
     assert r.status_code == 403
+
+
+def test_a_multipart_upload_lands_whole_and_a_bad_part_is_refused(api: HfApi, hub, repo: str, tmp_path: Path) -> None:
+    """Past 64 MiB the client uploads 16 MiB parts into one file on the server; completion checks the whole sha256."""
+    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
+
+    data = os.urandom((64 << 20) + (5 << 20) + 123)  # five parts, the last one short
+    (tmp_path / "big.bin").write_bytes(data)
+    api.upload_file(path_or_fileobj=tmp_path / "big.bin", path_in_repo="big.bin", repo_id=repo)
+    got = hf_hub_download(repo, "big.bin", endpoint=hub.url, token=api.token, cache_dir=tmp_path / "cache")
+    assert sha256_file(Path(got)) == hashlib.sha256(data).hexdigest()
+    # Parts that do not add up to the object: completion refuses, nothing is stored under its oid.
+    other = data[::-1]
+    info = UploadInfo(sha256=hashlib.sha256(other).digest(), size=len(other), sample=b"")
+    action = post_lfs_batch_info(upload_infos=[info], token=api.token, repo_type="model", repo_id=repo,
+                                 endpoint=hub.url)[0][0]["actions"]["upload"]
+    chunk, session = int(action["header"]["chunk_size"]), get_session()
+    etags = []
+    for i in range(1, 6):
+        piece = other[(i - 1) * chunk:i * chunk]
+        if i == 3:
+            piece = bytes(len(piece))  # the wrong bytes, of the right length
+        r = session.put(action["header"][f"{i:05d}"], content=piece)
+        assert r.status_code == 200
+        etags.append({"partNumber": i, "etag": r.headers["etag"]})
+    r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": etags})
+    assert r.status_code == 400 and "do not match" in r.text
+    r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": etags[:4]})
+    assert r.status_code == 400
