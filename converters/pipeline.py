@@ -182,7 +182,7 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
     if models:
         from .guided import load_model
 
-        models = {fw: load_model(fw, m) for fw, m in models.items()}
+        models = {fw: load_model(fw, m, source.config) for fw, m in models.items()}
         if "pt" in models and "pt" not in to and source.framework == "pt" and structure is None:
             structure = models.pop("pt")  # the PyTorch twin of a PyTorch source: its kinds and creation order
             unknown = sorted(set(source.infos) - set(structure.state_dict()))

@@ -23,6 +23,7 @@ from .constants import EXTRA
 from .errors import LayoutError
 from .kinds import Decision, Module
 from .layouts import LAYOUTS, PARAMS
+from .layouts.base import Layout
 from .layouts import flax as fx
 from .layouts import tf
 from .maps import transformers as tx_maps

@@ -170,3 +170,27 @@ def test_conversion_without_a_model_imports_no_framework(tmp_path):
             "print(sorted(m for m in ('torch', 'tensorflow', 'tf_keras', 'jax', 'flax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_factory_that_takes_the_config_gets_the_sources_config(tmp_path, monkeypatch):
+    """One factory contract for convert and verify: called with config.json's dict when it takes an argument."""
+    from tensorferry.converters.frameworks.keras import load_weights
+    from tensorferry.fixtures import checkpoint_dir
+    from tensorferry.fixtures.cnn import keras_model
+
+    src = checkpoint_dir("cnn")
+    (tmp_path / "myfactory.py").write_text(
+        "from tensorferry.fixtures.cnn import keras_model\n"
+        "seen = []\n"
+        "def build(config):\n"
+        "    seen.append(config)\n"
+        "    return keras_model(config)\n")
+    monkeypatch.chdir(tmp_path)  # as with python -m: the current folder is importable
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = convert(src, tmp_path / "out", to="tf", models={"tf": "myfactory:build"})
+    import myfactory
+
+    assert myfactory.seen == [json.loads((src / "config.json").read_text())]
+    assert result.outputs["tf"].tensors > 0
+    report = load_weights(keras_model(myfactory.seen[0]), str(tmp_path / "out"), strict=True)
+    assert report == {"missing": [], "unexpected": []}, report

@@ -19,8 +19,10 @@ data) are the general ones: each target layer is written from a virtual canonica
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -47,8 +49,24 @@ class Guided:
     tf_layout: list[tuple[str, list[str]]] | None = None  # Keras: h5 groups and weight order
 
 
-def load_model(framework: str, spec: str | object) -> object:
-    """The model a ``module:factory`` spec builds (factories take no argument), or SPEC itself.
+def call_factory(factory: Callable[..., object], config: dict | None) -> object:
+    """Build a model: ``factory(config)`` when the factory takes an argument, else ``factory()``.
+
+    One contract for ``convert --model`` and ``verify --model``: a factory may ignore the config.
+
+    >>> call_factory(lambda: "no config", {"a": 1}), call_factory(lambda c: c["a"], {"a": 1})
+    ('no config', 1)
+    """
+    try:
+        wants = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                    for p in inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: call it as documented
+        wants = False
+    return factory(config if config is not None else {}) if wants else factory()
+
+
+def load_model(framework: str, spec: str | object, config: dict | None = None) -> object:
+    """The model a ``module:factory`` spec builds (see ``call_factory``), or SPEC itself.
 
     The current folder is importable, as with ``python -m``; the factory imports its framework.
 
@@ -66,7 +84,7 @@ def load_model(framework: str, spec: str | object) -> object:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise InputError("--model", f"{framework}={spec}: cannot import it ({e})") from None
-    return factory()
+    return call_factory(factory, config)
 
 
 def _walker(framework: str):

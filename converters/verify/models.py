@@ -144,8 +144,9 @@ def _import(spec: str) -> tuple[Any, Any]:
 class FactorySource:
     """The user's own classes: ``{"pt": "pkg.mod:torch_model", "tf": ..., "flax": ...}``.
 
-    A factory takes the config dict and returns a torch module, a built Keras model, or
-    ``(flax module, variables template)``; weights are then loaded strictly by name.
+    A factory (called with the config dict when it takes an argument, as ``convert --model``
+    does) returns a torch module, a built Keras model, or ``(flax module, variables template)``;
+    weights are then loaded strictly by name.
     """
 
     factories: dict[str, str]
@@ -175,23 +176,31 @@ class FactorySource:
 
     def load(self, framework: str, path: str, config: dict) -> tuple[Runner, dict]:
         """Build the model and load the checkpoint at PATH (a folder) strictly; (runner, load report)."""
+        from ..guided import call_factory
+
         module, factory = _import(self.factories[framework])
         run = next((getattr(module, n) for n in RUN_ALIASES[framework] if hasattr(module, n)), None)
         if framework == "pt":
             from ..frameworks.torch import load_state
 
-            model = factory(config)
+            model = call_factory(factory, config)
             report = load_state(model, path)
             return (lambda x: outputs_of(run(model, x))) if run else _torch_runner(model), report
         if framework == "tf":
             from ..frameworks.keras import load_weights
 
-            model = factory(config)
+            model = call_factory(factory, config)
             report = load_weights(model, path, strict=True)
             return (lambda x: outputs_of(run(model, x))) if run else _keras_runner(model), report
         from ..frameworks.flax import load_variables
 
-        flax_module, template = factory(config)
+        built = call_factory(factory, config)
+        if not (isinstance(built, tuple) and len(built) == 2):
+            from ..errors import InputError
+
+            raise InputError(self.factories[framework], "a Flax factory for verify returns (module, variables template): "
+                             "the module is needed to run it")
+        flax_module, template = built
         variables, report = load_variables(template, path)
         if run:
             return (lambda x: outputs_of(run(flax_module, variables, x))), report

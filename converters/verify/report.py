@@ -196,7 +196,7 @@ class Verification:
         return out
 
     def to_json(self) -> dict:
-        """The ``verification.json`` document (schema ``tensorferry.verification/1``)."""
+        """The ``verification.json`` document (schema ``tensorferry.verification/2``)."""
         from importlib.metadata import PackageNotFoundError, version
 
         def ver(name: str) -> str | None:
