@@ -24,6 +24,7 @@ from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
 from tensorferry.converters.constants import CONFIG, EXTRA, FILES, parse_frameworks
 from tensorferry.converters.errors import InputError
+from tensorferry.converters.formats import atomic_outputs
 
 from .hub_io import REPO_ID, Hub, fetch
 
@@ -49,9 +50,10 @@ def pull(repo_id: str | Path, framework: str, out: str | Path, **options: Any) -
         folder = source.files[0].parent
         if source.framework == fw and folder.resolve() != out.resolve():  # already this variant: copy its files
             names = [f.name for f in source.files] + [n for n in (FILES[fw].index, CONFIG) if (folder / n).exists()]
-            out.mkdir(parents=True, exist_ok=True)
-            for name in names:
-                shutil.copyfile(folder / name, out / name)
+            with atomic_outputs() as files:  # all files or none, as convert writes them
+                files.prepare(out, [FILES[fw]])
+                for name in names:
+                    shutil.copyfile(folder / name, files.path(out / name))
             return names
         return convert(source, out, to=[fw]).outputs[fw].files
 
@@ -69,8 +71,12 @@ class _variant:
         except InputError:
             pass  # that variant is not there: convert the one that is
         self.tmp = Path(tempfile.mkdtemp(prefix="tensorferry-load-"))
-        convert(open_source(folder), self.tmp, to=[self.framework])
-        return open_source(self.tmp, self.framework)
+        try:
+            convert(open_source(folder), self.tmp, to=[self.framework])
+            return open_source(self.tmp, self.framework)
+        except BaseException:  # __exit__ does not run when __enter__ fails
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: Any) -> None:
         if self.tmp is not None:

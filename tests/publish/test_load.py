@@ -57,3 +57,20 @@ def test_pull_writes_the_variant_and_its_config(hub, repos, tmp_path, capsys) ->
     assert main(["pull", "alice/no-such-repo", "--framework", "tf", "--out", str(tmp_path / "x"), "--endpoint", hub.url,
                  "--token", hub.token]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_a_failed_conversion_on_the_fly_leaves_no_temp_folder(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    from tensorferry.converters.errors import InputError
+    from tensorferry.publish import load
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    with pytest.raises(InputError, match="model.safetensors"):
+        load(src, "flax")
+    assert list(scratch.iterdir()) == []
