@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except TensorferryError as e:
-        print(f"error: {e}", file=sys.stderr)
+        _say(f"error: {e}", args)
         return e.exit_code
     except BrokenPipeError:  # `tensorferry ... | head` closed the pipe: not an error
         sys.stderr.close()
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # the filesystem refused (full, read-only, permissions): the user's to fix, not a bug
         if args.debug:
             raise
-        print(f"error: {e.filename or 'file system'}: {e.strerror or e}", file=sys.stderr)
+        _say(f"error: {e.filename or 'file system'}: {e.strerror or e}", args)
         return 2
     except MemoryError:
         print("error: out of memory (the largest tensor must fit in RAM)", file=sys.stderr)
@@ -86,8 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI's last resort: say it is ours, not the user's
         if args.debug:
             raise
-        print(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        _say(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)", args)
         return 1
+
+
+def _say(message: str, args: argparse.Namespace) -> None:
+    """Print an error with any token (given, in HF_TOKEN, or token-shaped) replaced: messages quote URLs and headers."""
+    print(hub_io.redact(message, getattr(args, "token", None), os.environ.get("HF_TOKEN")), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         serve(data_dir, host=args.host, port=args.port, ready_file=args.ready_file,
               page_size=args.page_size, log_level=args.log_level, limits=limits)
     except ValueError as e:  # TENSORFERRY_HUB_FAULTS
-        raise HubError("hub serve", str(e)) from None
+        raise InputError("TENSORFERRY_HUB_FAULTS", str(e).removeprefix("TENSORFERRY_HUB_FAULTS: ")) from None
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
             raise HubError(f"{args.host}:{args.port}", "address already in use; pick another --port") from None

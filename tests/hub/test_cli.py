@@ -59,4 +59,4 @@ def test_serve_refuses_bad_limits_and_fault_specs(tmp_path) -> None:
     env = {**os.environ, "TENSORFERRY_HUB_FAULTS": "500:1.5"}
     out = subprocess.run([sys.executable, "-m", "tensorferry.publish.hub", "serve", "--port", "0", "--data-dir",
                           str(tmp_path)], capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode == 4 and "TENSORFERRY_HUB_FAULTS" in out.stderr, out.stderr
+    assert out.returncode == 2 and "TENSORFERRY_HUB_FAULTS" in out.stderr, out.stderr

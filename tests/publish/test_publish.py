@@ -216,3 +216,19 @@ def test_the_token_appears_nowhere(hub, tmp_path, capsys, caplog) -> None:
     assert "error:" in err and bad not in err
     for text in texts:
         assert token not in text and bad not in text
+
+
+def test_the_cli_never_prints_a_token_even_in_an_internal_error(monkeypatch, capsys) -> None:
+    from tensorferry.publish import cli
+
+    secret = "hf_" + "Q" * 30
+
+    def boom(sub):
+        p = sub.add_parser("boom")
+        p.add_argument("--token")
+        p.set_defaults(func=lambda args: (_ for _ in ()).throw(RuntimeError(f"header Authorization: Bearer {args.token}")))
+
+    monkeypatch.setitem(cli.COMMANDS, "boom", boom)
+    assert cli.main(["boom", "--token", secret]) == 1
+    err = capsys.readouterr().err
+    assert "internal error: RuntimeError" in err and secret not in err and "hf_***" in err
