@@ -12,7 +12,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from .constants import CANONICAL, EXTRA, FRAMEWORKS, parse_frameworks
+from .constants import CANONICAL, EXTRA, FRAMEWORKS, MAX_SHARD_SIZE, parse_frameworks
 from .errors import InputError
 from .kinds import check_table
 
@@ -33,7 +33,7 @@ def add_subparser(subparsers) -> None:
     p.add_argument("--explain", action="store_true", help="print the route and every tensor's mapping, write nothing")
     p.add_argument("--strict", action="store_true", help="refuse to decide any tensor by heuristic")
     p.add_argument("--dtype", help="cast floating tensors (float32, float16, bfloat16); integers keep theirs")
-    p.add_argument("--max-shard-size", default="5GB", help="shard outputs past this size (default: 5GB)")
+    p.add_argument("--max-shard-size", default=MAX_SHARD_SIZE, help=f"shard outputs past this size (default: {MAX_SHARD_SIZE})")
     p.add_argument("--kind", action="append", default=[], metavar="REGEX=KIND",
                    help="declare a module's kind, e.g. 'features\\.3=depthwise:2' (repeatable)")
     p.add_argument("--layout-map", help="a layout map JSON to use instead of the one for config.json's model_type")

@@ -56,7 +56,10 @@ PICKLE_FILES = Files("pytorch_model.bin", "pytorch_model.bin.index.json", "pytor
 STANDARD = (("pt", FILES["pt"]), ("pt", PICKLE_FILES), ("tf", FILES["tf"]), ("flax", FILES["flax"]))
 CONFIG = "config.json"
 README = "README.md"
-VERIFICATION = ("verification.json", "verification.md", "verification.png")
+VERIFICATION = ("verification.json", "verification.md", "verification.png")  # report: JSON, Markdown, plot
+MAX_SHARD_SIZE = "5GB"  # transformers' default for save_pretrained
+LOCAL_HUB_PORT = 8765  # `tensorferry hub serve` and the demo
+DEFAULT_TIMEOUT = 900.0  # seconds per verification worker: a real model on CPU loads and runs well within it
 
 # Side data (exact LSTM/GRU biases, BatchNorm counters, ties) lives under this name in TF and
 # Flax files; Keras and Flax loaders ignore it, and it makes every round trip bit-exact.

@@ -84,9 +84,15 @@ def to_safetensors(dtype: np.dtype) -> str:
         raise InputError("dtype", f"safetensors cannot hold {np.dtype(dtype).name}") from None
 
 
-def is_float(dtype: np.dtype) -> bool:
-    """True for float16/32/64, bfloat16 and float8 types."""
-    return np.dtype(dtype).kind == "f" or np.dtype(dtype).name in ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+def is_float(dtype: np.dtype | str) -> bool:
+    """True for float16/32/64, bfloat16 and float8 types (a name needs no ml_dtypes import).
+
+    >>> is_float("bfloat16"), is_float(np.float16), is_float("int8")
+    (True, True, False)
+    """
+    if isinstance(dtype, str) and dtype in ML_DTYPES:
+        return True
+    return np.dtype(dtype).kind == "f" or np.dtype(dtype).name in ML_DTYPES
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import dtypes
 from .checkpoint import Source, open_source
-from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, TIES_KEY, parse_frameworks
+from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, MAX_SHARD_SIZE, TIES_KEY, parse_frameworks
 from .errors import InputError
 from .formats import atomic_outputs, h5_file, msgpack_file, safetensors_file
 from .formats.digest import FileDigest
@@ -97,7 +97,7 @@ def convert(
     source_framework: str | None = None,
     strict: bool = False,
     dtype: str | None = None,
-    max_shard_size: str | int = "5GB",
+    max_shard_size: str | int = MAX_SHARD_SIZE,
     kinds: dict[str, str] | None = None,
     structure: object | None = None,
     layout_map: str | Path | dict | None = None,

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 
+from tensorferry.converters.constants import LOCAL_HUB_PORT, MAX_SHARD_SIZE
 from tensorferry.converters.verify.cli import parse_models
 
 from .hub.local import default_data_dir
@@ -55,7 +56,7 @@ def add_publish(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--source-revision", help="revision of SRC (default: main)")
     s.add_argument("--source-endpoint", help="Hub of SRC (default: the target's)")
     s.add_argument("--cache-dir", help="huggingface_hub cache folder (default: HF_HOME's)")
-    p.add_argument("--max-shard-size", default="5GB", help="shard variants past this size (default: 5GB)")
+    p.add_argument("--max-shard-size", default=MAX_SHARD_SIZE, help=f"shard variants past this size (default: {MAX_SHARD_SIZE})")
     p.add_argument("--work-dir", help="where the converted variants are staged before the upload "
                                       "(default: the system's temporary folder, TMPDIR); needs room for them")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -81,7 +82,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         data_dir = args.hub_data_dir or default_data_dir()
         with serving(args.repo_id.split("/")[0], data_dir) as (url, token):
             result = publish(args.src, args.repo_id, **{**options, "endpoint": url, "token": token})
-        page = f"http://127.0.0.1:8765/{args.repo_id}"
+        page = f"http://127.0.0.1:{LOCAL_HUB_PORT}/{args.repo_id}"
         note = f"browse it: tensorferry hub serve --data-dir {data_dir}   then open {page}"
     else:
         result = publish(args.src, args.repo_id, endpoint=args.endpoint, **options)

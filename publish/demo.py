@@ -18,12 +18,14 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from tensorferry.converters.constants import LOCAL_HUB_PORT
+
 from .hub.local import default_data_dir
 
 if TYPE_CHECKING:
     from .publisher import PublishResult
 
-SERVE_URL = "http://127.0.0.1:8765"
+SERVE_URL = f"http://127.0.0.1:{LOCAL_HUB_PORT}"
 
 
 def add_subparser(subparsers) -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from typing import Any
 
 from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
-from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, README, VERIFICATION, parse_frameworks
+from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
 from tensorferry.converters.errors import HubError, InputError, VerificationError
 from tensorferry.converters.formats.digest import FileDigest
 from tensorferry.converters.maps.transformers import available as transformers_types
@@ -111,7 +111,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             dry_run: bool = False, parent_commit: str | None = None, verify: str = "auto", require_outputs: bool = False,
             models: dict[str, str] | None = None, transformers_python: str | None = None,
             source_revision: str | None = None, source_endpoint: str | None = None, cache_dir: str | None = None,
-            max_shard_size: str | int = "5GB", work_dir: str | Path | None = None, command: str | None = None,
+            max_shard_size: str | int = MAX_SHARD_SIZE, work_dir: str | Path | None = None, command: str | None = None,
             quiet: bool = False, progress: Callable[[int], None] | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 

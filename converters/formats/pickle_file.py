@@ -75,7 +75,7 @@ class PickleFile:
     def load(self, name: str) -> np.ndarray:
         t = self._tensors[name].contiguous()
         dt = _np_dtype(t.dtype)
-        if dt.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+        if dt.name in dtypes.ML_DTYPES:
             torch = _torch()
             return t.view(torch.uint8).numpy().view(dt).reshape(tuple(t.shape))
         return t.numpy()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import kinds
+from .. import dtypes, kinds
 from ..constants import EXTRA
 from ..errors import InputError, LayoutError
 from ..kinds import Decision, Module
@@ -123,7 +123,7 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
         for kind in unit.kinds:
             if kind not in slot.kinds:
                 continue
-            if kind in ("param", "buffer") and _is_float(unit.leaves[""][1]) != _is_float(slot.vars[0].dtype):
+            if kind in ("param", "buffer") and dtypes.is_float(unit.leaves[""][1]) != dtypes.is_float(slot.vars[0].dtype):
                 continue
             params = slot.params if kind == "depthwise" and slot.params else kinds.default_params(kind, Module(unit.module, unit.leaves))
             key = (id(unit), kind, params)
@@ -156,7 +156,7 @@ def _loose(found: list[Unit], slots: list[Slot], layout) -> list[Unit]:
             continue
         for i, (_, shape, move) in enumerate(native):
             source, dtype = unit.names[move.sources[0].removeprefix("m.")], move.targets[0][2].name
-            out.append(Unit(source, ["param" if _is_float(dtype) else "buffer"], {"": (shape, dtype)}, {"": source},
+            out.append(Unit(source, ["param" if dtypes.is_float(dtype) else "buffer"], {"": (shape, dtype)}, {"": source},
                             unit.order + ((i,),), unit.ordered, tree=unit.tree, pre=move))
     return out
 
@@ -175,10 +175,6 @@ def _loose_slots(slots: list[Slot], found: list[Unit]) -> list[Slot]:
             out.append(Slot(var.name, f"{slot.cls} variable", frozenset({"param", "buffer"}), [replace(var, leaf="")],
                             slot.order + ((i,),), slot.ordered, var.name))
     return out
-
-
-def _is_float(dtype: str) -> bool:
-    return np.dtype(dtype).kind == "f" if dtype not in ("bfloat16", "float8_e4m3fn", "float8_e5m2") else True
 
 
 def _native(layout, name: str, leaves: dict, decision: Decision) -> list[tuple[str, tuple, Move]]:

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..constants import ALIASES, FRAMEWORKS, parse_frameworks
+from ..constants import ALIASES, DEFAULT_TIMEOUT, FRAMEWORKS, parse_frameworks
 from ..errors import InputError
 
 # (target, frameworks, args) -> (local folder, repo record or None): how a DIR_OR_REPO becomes a folder.
@@ -51,7 +51,7 @@ def add_subparser(subparsers, resolve: Resolver | None = None,
                    help="exit 3 unless outputs were compared in every framework (a weights-only run fails)")
     p.add_argument("--transformers-python", help="python of an environment with transformers 4.57.6 "
                    "(default: the one `python -m tensorferry.converters.maps.mapgen setup` creates)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per framework worker")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=f"seconds per framework worker (default: {DEFAULT_TIMEOUT:g})")
     p.add_argument("--report-dir", help="where verification.json/.md/.png go (default: DIR; for a repo ./verification-OWNER--NAME)")
     p.add_argument("--no-report", action="store_true", help="write no report files")
     p.add_argument("--json", action="store_true", help="print verification.json to stdout")

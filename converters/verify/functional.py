@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..constants import CONFIG, STANDARD
+from ..constants import CONFIG, DEFAULT_TIMEOUT, STANDARD
 from ..envs import child_env
 from ..errors import InputError
 from .report import FunctionalCheck, OutputCheck, tolerance_for
 
-DEFAULT_TIMEOUT = 900.0  # seconds per worker: a real model on CPU loads and runs well within it
 
 
 def framework_view(folder: Path, framework: str, into: Path) -> Path:

@@ -16,7 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..constants import NAMES
+from ..constants import NAMES, VERIFICATION
 
 SCHEMA = "tensorferry.verification/2"
 # (atol, rtol) per weights dtype; tolerance = atol + rtol · max |reference output|.  fp32: what
@@ -325,14 +325,15 @@ class Verification:
         """Write verification.json, verification.md and (with matplotlib) verification.png into FOLDER."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.files = [str(folder / "verification.json"), str(folder / "verification.md")]
+        as_json, as_markdown, plot = VERIFICATION
+        self.files = [str(folder / as_json), str(folder / as_markdown)]
         if any(f.ran for f in self.functional.values()):  # no outputs compared: nothing to plot
             try:
-                self.files.append(str(self.plot(folder / "verification.png")))
+                self.files.append(str(self.plot(folder / plot)))
             except ImportError:
                 pass  # matplotlib is in the `all` extra; JSON and Markdown need nothing
-        (folder / "verification.md").write_text(self.markdown())
-        (folder / "verification.json").write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
+        (folder / as_markdown).write_text(self.markdown())
+        (folder / as_json).write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n")
         return self.files
 
 

@@ -26,7 +26,8 @@ from ..checkpoint import Source, open_source, read_config
 from ..constants import CONFIG, FILES, FRAMEWORKS, STANDARD, parse_frameworks
 from ..errors import InputError
 from ..pipeline import convert
-from .functional import DEFAULT_TIMEOUT, verify_functional
+from ..constants import DEFAULT_TIMEOUT
+from .functional import verify_functional
 from .models import SOURCES, FactorySource, detect
 from .report import NOT_RUN, FunctionalCheck, Verification, WeightsCheck, tolerance_for
 from .weights import verify_weights

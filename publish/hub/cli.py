@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from tensorferry.converters.constants import LOCAL_HUB_PORT
 from tensorferry.converters.errors import HubError, InputError
 
 from .limits import Limits
@@ -29,7 +30,7 @@ def add_subparser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
 
     serve = sub.add_parser("serve", help="serve the Hub API and web pages over HTTP")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8765, help="port, 0 for any free one (default: 8765)")
+    serve.add_argument("--port", type=int, default=LOCAL_HUB_PORT, help=f"port, 0 for any free one (default: {LOCAL_HUB_PORT})")
     serve.add_argument("--data-dir", type=Path, default=None,
                        help=f"where repositories live (default: {default_data_dir()})")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])

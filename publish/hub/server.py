@@ -21,6 +21,8 @@ from urllib.parse import unquote
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from tensorferry.converters.constants import LOCAL_HUB_PORT
+
 from . import api_commit, api_files, api_lfs, api_repos, web
 from .auth import HubContext
 from .connections import protocol_class
@@ -158,7 +160,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765,
+def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = LOCAL_HUB_PORT,
           ready_file: str | None = None, page_size: int = 1000, log_level: str = "warning",
           limits: Limits = Limits()) -> None:
     """Run the Hub until interrupted. `ready_file` receives the endpoint URL once listening.
