@@ -242,7 +242,7 @@ def check_table(table: object, where: object) -> dict[str, str]:
 def check_regexes(patterns, where: object, what: str = "") -> None:
     """Every pattern compiles (InputError naming ``where`` otherwise).
 
-    >>> check_regexes(["encoder\\.\\d+", "head"], "--kind")
+    >>> check_regexes([r"encoder\\.\\d+", "head"], "--kind")
     """
     for pattern in patterns:
         try:
@@ -288,8 +288,8 @@ WEIGHT_NORMED = ("Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "Con
 def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
     """A ``{regex: kind}`` structure table from a ``torch.nn.Module``'s own submodule classes.
 
-    >>> import torch                                                   # doctest: +SKIP
-    >>> kinds_from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4)))  # doctest: +SKIP
+    >>> import torch
+    >>> kinds_from_torch(torch.nn.Sequential(torch.nn.Conv2d(4, 8, 3, groups=4)))
     {'0': 'depthwise:2'}
 
     Keys follow the model's own module order; ``all_modules`` also lists modules of no known

@@ -63,9 +63,13 @@ class KerasH5File:
     dataset or external raw storage is refused before any dataset is touched, as are datasets
     whose dtype is not a tensor's or whose declared size is more than the file can hold.
 
-    >>> f = KerasH5File("tf_model.h5")                       # doctest: +SKIP
-    >>> next(iter(f.infos))                                  # doctest: +SKIP
-    'tf_bert_model/bert/embeddings/word_embeddings/weight'
+    >>> import tempfile
+    >>> from tensorferry.converters import convert
+    >>> out = tempfile.mkdtemp()
+    >>> _ = convert("fixtures/checkpoints/cnn", out, to="tf")
+    >>> f = KerasH5File(out + "/tf_model.h5")
+    >>> next(iter(f.infos.items()))
+    ('tf_tiny_cnn/conv/kernel', ((3, 3, 3, 8), dtype('float32')))
     """
 
     def __init__(self, path: str | Path, model_name: str = "model") -> None:

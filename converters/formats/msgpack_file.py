@@ -162,9 +162,13 @@ class _Walker:
 class MsgpackFile:
     """A Flax msgpack file opened lazily; names are ``/``-joined tree paths.
 
-    >>> f = MsgpackFile("flax_model.msgpack")                 # doctest: +SKIP
-    >>> f.infos["embeddings/word_embeddings/embedding"]      # doctest: +SKIP
-    ((30522, 384), dtype('float32'))
+    >>> import tempfile
+    >>> from tensorferry.converters import convert
+    >>> out = tempfile.mkdtemp()
+    >>> _ = convert("fixtures/checkpoints/cnn", out, to="flax")
+    >>> f = MsgpackFile(out + "/flax_model.msgpack")
+    >>> f.infos["params/conv/kernel"]
+    ((3, 3, 3, 8), dtype('float32'))
     """
 
     def __init__(self, path: str | Path) -> None:

@@ -31,9 +31,12 @@ class PickleFile:
     ``ties`` maps each alias to the first name sharing its data; ``found`` says where the state
     dict was and what was ignored or stripped.
 
-    >>> f = PickleFile("pytorch_model.bin")                 # doctest: +SKIP
-    >>> f.infos["bert.embeddings.word_embeddings.weight"]    # doctest: +SKIP
-    ((30522, 768), dtype('float32'))
+    >>> import tempfile, torch
+    >>> path = tempfile.mkdtemp() + "/pytorch_model.bin"
+    >>> torch.save({"epoch": 3, "state_dict": {"fc.weight": torch.zeros(2, 3)}}, path)
+    >>> f = PickleFile(path)
+    >>> f.infos["fc.weight"], f.found.key
+    (((2, 3), dtype('float32')), 'state_dict')
     """
 
     def __init__(self, path: str | Path, key: str | None = None) -> None:

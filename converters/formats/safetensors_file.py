@@ -24,9 +24,9 @@ MAX_HEADER = limits.MAX_JSON  # 100 MiB: the limit the safetensors library itsel
 class SafetensorsFile:
     """A safetensors file opened for lazy reading.
 
-    >>> f = SafetensorsFile("model.safetensors")          # doctest: +SKIP
-    >>> f.infos["linear.weight"]                           # doctest: +SKIP
-    ((4, 3), dtype('float32'))
+    >>> f = SafetensorsFile("fixtures/checkpoints/cnn/model.safetensors")
+    >>> f.infos["conv.weight"]
+    ((8, 3, 3, 3), dtype('float32'))
     """
 
     def __init__(self, path: str | Path) -> None:
