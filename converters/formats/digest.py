@@ -56,9 +56,5 @@ class HashingWriter:
             self._sample += view[: SAMPLE - len(self._sample)]
         self.size += len(view)
 
-    @property
-    def hashing(self) -> bool:
-        return self._hash is not None
-
     def digest(self) -> FileDigest:
         return FileDigest(self.size, self._hash.hexdigest() if self._hash is not None else None, bytes(self._sample))

@@ -232,7 +232,7 @@ class Layout:
             # and the native rank equals the canonical one.
             op = row.forward(shape, decision).inverse()
             try:
-                shape_c = op.shape(shape)
+                op.shape(shape)  # raises when the tensor does not fit this kind: not this kind
             except ValueError:
                 return None
             moves.append(single(names[leaf], shape, dt, cname(row.canonical), op, kind=kind, how=decision.how, why=decision.why))
