@@ -139,24 +139,32 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                              verify=verify, endpoint=endpoint).commit_url
 
     def _publish(self, repo_id: str, *, config: Any = None, frameworks: Sequence[str] | str | None = None,
-                 max_shard_size: str | int | None = None, model_card_kwargs: dict | None = None,
-                 allow_patterns: Any = None, ignore_patterns: Any = None, delete_patterns: Any = None,
-                 create_pr: bool | None = None, **publish_kwargs: Any) -> Any:
-        """``push_to_hub`` returning the whole ``PublishResult`` (the callback reads its commit id)."""
+                 max_shard_size: str | int | None = None, model_card_kwargs: dict | None = None, **publish_kwargs: Any) -> Any:
+        """``push_to_hub`` returning the whole ``PublishResult``."""
+        with tempfile.TemporaryDirectory(prefix="tensorferry-push-") as tmp:
+            self._stage(Path(tmp), config=config, model_card_kwargs=model_card_kwargs, max_shard_size=max_shard_size)
+            return self._publish_staged(Path(tmp), repo_id, to=frameworks, max_shard_size=max_shard_size, **publish_kwargs)
+
+    def _stage(self, folder: Path, *, config: Any = None, model_card_kwargs: dict | None = None,
+               max_shard_size: str | int | None = None) -> None:
+        """The model's own variant, ``config.json`` and card in FOLDER: what a push converts and publishes
+        (the callback's snapshot: the only part that waits for the weights)."""
+        self.save_pretrained(folder, config=config, model_card_kwargs=model_card_kwargs, frameworks=[self.framework],
+                             max_shard_size=max_shard_size)
+
+    def _publish_staged(self, folder: Path, repo_id: str, *, to: Sequence[str] | str | None = None,
+                        max_shard_size: str | int | None = None, allow_patterns: Any = None, ignore_patterns: Any = None,
+                        delete_patterns: Any = None, create_pr: bool | None = None, **publish_kwargs: Any) -> Any:
+        """Publish a staged FOLDER: the publisher converts the other variants, verifies them, makes ONE commit."""
         from tensorferry.publish.publisher import publish
 
         if delete_patterns:
             raise InputError("delete_patterns", "not supported: tensorferry replaces its own files and leaves the rest")
-        wanted = parse_frameworks(frameworks or OPTIONS["frameworks"], "frameworks")
-        shard = max_shard_size or OPTIONS["max_shard_size"]
         as_list = (lambda p: [p] if isinstance(p, str) else p)
-        with tempfile.TemporaryDirectory(prefix="tensorferry-push-") as tmp:
-            # only the own variant is saved here: the publisher converts the others (and verifies them)
-            self.save_pretrained(tmp, config=config, model_card_kwargs=model_card_kwargs, frameworks=[self.framework],
-                                 max_shard_size=shard)
-            return publish(tmp, repo_id, to=wanted, max_shard_size=shard, create_pr=bool(create_pr),
-                           allow_patterns=as_list(allow_patterns), ignore_patterns=as_list(ignore_patterns),
-                           structure=self._structure(), quiet=True, **publish_kwargs)
+        return publish(folder, repo_id, to=parse_frameworks(to or OPTIONS["frameworks"], "frameworks"),
+                       max_shard_size=max_shard_size or OPTIONS["max_shard_size"], create_pr=bool(create_pr),
+                       allow_patterns=as_list(allow_patterns), ignore_patterns=as_list(ignore_patterns),
+                       structure=self._structure(), quiet=True, **publish_kwargs)
 
     # loading ----------------------------------------------------------------------------------------
     @classmethod
@@ -178,7 +186,17 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
 
     @classmethod
     def _prepare_class(cls) -> None:
-        """Hook run before loading (Flax re-reads its dataclass fields here)."""
+        """Run before loading: ``__init__`` annotations written as strings (``from __future__ import
+        annotations``) are resolved, so huggingface_hub decodes dataclass and ``coders`` arguments."""
+        import typing
+
+        try:
+            hints = typing.get_type_hints(cls.__init__)
+        except Exception:  # noqa: BLE001 - a name that does not resolve: leave the annotations as they are
+            return
+        cls._hub_mixin_init_parameters = {
+            name: p.replace(annotation=hints[name]) if isinstance(p.annotation, str) and name in hints else p
+            for name, p in cls._hub_mixin_init_parameters.items()}
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None, force_download: bool,

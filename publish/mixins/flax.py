@@ -58,6 +58,7 @@ class FlaxHubMixin(FrameworkHubMixin):
         cls._hub_mixin_jsonable_default_values = {
             p.name: cls._encode_arg(p.default) for p in params.values()
             if p.default is not inspect.Parameter.empty and cls._is_jsonable(p.default)}
+        super()._prepare_class()
 
     def _hub_config(self) -> dict:
         """The module's dataclass fields (not linen's ``parent`` and ``name``), encoded like ``__init__`` arguments."""
