@@ -126,7 +126,8 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                     delete_patterns: list[str] | str | None = None, model_card_kwargs: dict[str, Any] | None = None,
                     frameworks: Sequence[str] | str | None = None, max_shard_size: str | int | None = None,
                     verify: str = "weights", endpoint: str | None = None) -> str:
-        """Publish config, card and every framework's variant to REPO_ID in ONE commit; returns the commit URL.
+        """Publish config, card and every framework's variant to REPO_ID in ONE commit; returns the commit URL
+        (None when the repo already held identical files: no commit is made).
 
         Goes through ``tensorferry.publish.publisher.publish`` (convert, verify, one ``create_commit``);
         the endpoint is ``HF_ENDPOINT`` unless ``endpoint`` is given.  ``branch`` (huggingface_hub's name)
@@ -289,19 +290,22 @@ def _download(repo_id: str, framework: str, *, revision: str | None, token: Any,
     api = hub.api()
     known = (RepositoryNotFoundError, RevisionNotFoundError)
     try:
-        if local_files_only:
-            sha, fw = revision or "main", framework
-            allow = [CONFIG, *FILES[framework].patterns]
-        else:
-            info = call(api.model_info, repo_id, revision=revision, what=repo_id, hub=hub, passthrough=known)
-            sha, files = info.sha, [s.rfilename for s in info.siblings or []]
-            fw = preferred(framework, files)
-            if fw is None:
-                raise InputError(repo_id, "holds no model.safetensors, tf_model.h5 or flax_model.msgpack (nor their shards)")
-            allow = [CONFIG, *patterns_for([fw], files)]
-        return Path(call(api.snapshot_download, repo_id, revision=sha, allow_patterns=allow, cache_dir=cache_dir,
-                         force_download=force_download, local_files_only=local_files_only, what=repo_id, hub=hub,
-                         passthrough=known))
+        if local_files_only:  # whichever variant an earlier call downloaded, own first
+            for fw in (framework, *FALLBACK[framework]):
+                try:
+                    return Path(api.snapshot_download(repo_id, revision=revision, allow_patterns=[CONFIG, *FILES[fw].patterns],
+                                                      cache_dir=cache_dir, local_files_only=True))
+                except Exception:  # noqa: BLE001 - not this variant: try the next one
+                    continue
+            raise InputError(repo_id, "not in the cache with any framework's weights (local_files_only)")
+        info = call(api.model_info, repo_id, revision=revision, what=repo_id, hub=hub, passthrough=known)
+        fw = preferred(framework, [s.rfilename for s in info.siblings or []])
+        if fw is None:
+            raise InputError(repo_id, "holds no model.safetensors, tf_model.h5 or flax_model.msgpack (nor their shards)")
+        allow = [CONFIG, *patterns_for([fw], [s.rfilename for s in info.siblings or []])]
+        # by the ref's name (not its commit), so the cache records the ref for later local_files_only calls
+        return Path(call(api.snapshot_download, repo_id, revision=revision, allow_patterns=allow, cache_dir=cache_dir,
+                         force_download=force_download, what=repo_id, hub=hub, passthrough=known))
     except RepositoryNotFoundError:
         raise InputError(repo_id, f"repository not found or not accessible on {hub.host}") from None
     except RevisionNotFoundError:

@@ -66,13 +66,23 @@ def test_card_carries_the_class_keywords_and_tensorferrys_section(hub, pushed) -
     assert "https://example.org/tiny-lib" in card.text and BEGIN in card.text
 
 
-def test_push_options_branch_and_pull_request(hub) -> None:
+def test_push_options_branch_and_pull_request(hub, tmp_path) -> None:
     model, repo = twins.torch_model(), hub.repo("options")
     model.push_to_hub(repo, token=hub.token, frameworks=["pt", "flax"], commit_message="first weights")
     url = model.push_to_hub(repo, token=hub.token, branch="dev", frameworks="pt,tf")  # new branch, from main
     api = hub.api()
     assert hub.commits(repo)[0].title == "first weights"
     assert "tf_model.h5" not in api.list_repo_files(repo)
+    # the Keras twin finds no tf_model.h5 on main: it downloads the PyTorch variant and converts it on the fly
+    keras_model = twins.keras_classes().from_pretrained(repo, token=hub.token, cache_dir=tmp_path)
+    assert np.abs(twins.run(keras_model, twins.tokens()) - twins.run(model, twins.tokens())).max() <= TOLERANCE
+    snapshot = next(tmp_path.glob("models--*/snapshots/*"))
+    assert sorted(p.name for p in snapshot.iterdir()) == ["config.json", "model.safetensors"]
+    # and again from the cache alone, with the Hub unreachable
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+        again = twins.keras_classes().from_pretrained(repo, cache_dir=tmp_path, local_files_only=True)
+    assert np.array_equal(twins.run(again, twins.tokens()), twins.run(keras_model, twins.tokens()))
     assert "tf_model.h5" in api.list_repo_files(repo, revision="dev") and url
     twins.torch_model(seed=5).push_to_hub(repo, token=hub.token, create_pr=True)
     assert [d.num for d in api.get_repo_discussions(repo, discussion_type="pull_request")] == [1]
