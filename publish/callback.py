@@ -114,6 +114,11 @@ class PushToHubCallback:
         folder = Path(tempfile.mkdtemp(prefix="tensorferry-snapshot-"))
         try:
             model._stage(folder, max_shard_size=self.options["max_shard_size"])
+        except Exception as e:  # noqa: BLE001 - a snapshot that cannot be written (disk full…) is a failed push
+            shutil.rmtree(folder, ignore_errors=True)
+            self.errors.append(e)
+            self._say(f"snapshot for {self.repo_id} failed ({message}): {redact(e, self.options['token'])}", always=True)
+            return
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

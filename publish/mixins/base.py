@@ -269,7 +269,11 @@ def _convert_and_check(own_dir: Path, out: Path, others: list[str], max_shard_si
 
 
 def kinds_of(structure: Any) -> dict[str, str] | None:
-    """The ``{regex: kind}`` table a torch module gives (what the conversion was told), or None."""
+    """The ``{regex: kind}`` table a torch module gives (what the conversion was told), or None.
+
+    >>> kinds_of(None) is None
+    True
+    """
     if structure is None:
         return None
     from tensorferry.converters.kinds import kinds_from_torch
@@ -313,7 +317,12 @@ def _download(repo_id: str, framework: str, *, revision: str | None, token: Any,
 
 
 def encode_config(cls: type, values: dict) -> dict:
-    """VALUES with dataclasses and ``coders`` types made JSON-able, as ModelHubMixin encodes ``__init__`` arguments."""
+    """VALUES with dataclasses and ``coders`` types made JSON-able, as ModelHubMixin encodes ``__init__``
+    arguments; what cannot be encoded is left out.
+
+    >>> encode_config(FrameworkHubMixin, {"width": 4, "act": object()})
+    {'width': 4}
+    """
     return {k: (asdict(v) if is_dataclass(v) and not isinstance(v, type) else cls._encode_arg(v))
             for k, v in values.items() if cls._is_jsonable(v)}
 

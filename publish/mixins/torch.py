@@ -5,6 +5,17 @@ transformers shards (``model-0000k-of-0000n.safetensors`` + ``model.safetensors.
 tied parameters stored once with a tie record.  ``from_pretrained`` returns the module in eval
 mode; a repo pushed from a Keras or Flax twin loads through model-guided conversion.
 
+>>> import os, tempfile, torch
+>>> class Tiny(torch.nn.Module, TorchHubMixin, license="mit"):
+...     def __init__(self, width: int = 3):
+...         super().__init__()
+...         self.fc = torch.nn.Linear(width, 2)
+>>> folder = tempfile.mkdtemp()
+>>> Tiny(width=4).save_pretrained(folder, frameworks=["pt", "flax"])
+>>> sorted(os.listdir(folder))
+['README.md', 'config.json', 'flax_model.msgpack', 'model.safetensors']
+>>> Tiny.from_pretrained(folder).fc.in_features
+4
 >>> shards([("a", 6), ("b", 6), ("c", 3)], 10)
 [['a'], ['b', 'c']]
 """

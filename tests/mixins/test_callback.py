@@ -116,3 +116,29 @@ def test_bad_options_are_typed_errors() -> None:
         PushToHubCallback("alice/x", save_strategy="steps")
     with pytest.raises(InputError, match="save_strategy"):
         PushToHubCallback("alice/x", save_strategy="batch")
+
+
+def test_flax_loop_pushes_each_epoch_with_the_hook(hub) -> None:
+    import jax
+
+    model, repo = twins.flax_model(), hub.repo("flax-loop")
+    module, variables = model.clone(parent=None), model.variables
+    x, y = _data()
+
+    def loss(params):
+        logits = module.apply({"params": params}, x)
+        return -jax.numpy.mean(jax.nn.log_softmax(logits)[np.arange(len(y)), y])
+
+    callback = PushToHubCallback(repo, frameworks=["flax", "pt"], token=hub.token, quiet=True)
+    params = variables["params"]
+    for epoch in (1, 2):
+        grads = jax.grad(loss)(params)
+        params = jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads)
+        callback.on_epoch(module.bind({"params": params}), epoch)
+        callback.wait()  # each epoch's push lands (a newer one could otherwise replace it)
+    callback.on_train_end(module.bind({"params": params}))
+    assert not callback.errors
+    assert [c.title for c in hub.commits(repo)][:2] == ["Training in progress, epoch 2", "Training in progress, epoch 1"]
+    loaded = twins.torch_classes().from_pretrained(repo, token=hub.token)
+    trained = np.asarray(module.apply({"params": params}, x))
+    assert np.abs(twins.run(loaded, x) - trained).max() <= TOLERANCE
