@@ -76,3 +76,26 @@ def test_same_shaped_layers_pair_in_creation_order(tmp_path) -> None:
         for target, cls in classes().items():
             got = _out(cls.from_pretrained(tmp_path / source), x)
             assert np.abs(got - reference).max() <= TOLERANCE, (source, target)
+
+
+def test_tied_parameters_are_stored_once_and_tied_again(tmp_path) -> None:
+    import json
+
+    import torch
+    from safetensors import safe_open
+
+    class Tied(torch.nn.Module, TorchHubMixin):
+        def __init__(self, vocab: int = 11, dim: int = 4) -> None:
+            super().__init__()
+            self.embed = torch.nn.Embedding(vocab, dim)
+            self.head = torch.nn.Linear(dim, vocab, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = Tied()
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == ["embed.weight"]
+        assert json.loads(f.metadata()["tensorferry.ties"]) == {"head.weight": "embed.weight"}
+    back = Tied.from_pretrained(tmp_path)
+    assert torch.equal(back.head.weight, model.embed.weight) and back.head.weight is back.embed.weight
+    assert (tmp_path / "tf_model.h5").exists() and (tmp_path / "flax_model.msgpack").exists()
