@@ -78,7 +78,7 @@ def _current() -> dict:
 
 
 class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tensorferry"]):
-    """Shared template: subclasses set ``framework`` and implement the four hooks at the end."""
+    """Shared template: subclasses set ``framework`` and implement the framework hooks at the end."""
 
     framework: ClassVar[str] = ""
 
