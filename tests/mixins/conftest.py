@@ -1,5 +1,5 @@
-"""A local Hub for the mixin tests (a real server subprocess, the unmodified client); HF_ENDPOINT points at it,
-as a user's environment would."""
+"""A local Hub for the mixin tests (a real server subprocess, the unmodified client); HF_ENDPOINT points at it
+during each test, as a user's environment would."""
 from __future__ import annotations
 
 import os
@@ -39,12 +39,10 @@ class Target:
 def hub(tmp_path_factory) -> Iterator[Target]:
     data = tmp_path_factory.mktemp("mixins-hub")
     with LocalHub(data) as server:
-        before = os.environ.get("HF_ENDPOINT")
-        os.environ["HF_ENDPOINT"] = server.url
-        try:
-            yield Target(server.url, create_token(data, "alice"), str(data))
-        finally:
-            if before is None:
-                os.environ.pop("HF_ENDPOINT", None)
-            else:
-                os.environ["HF_ENDPOINT"] = before
+        yield Target(server.url, create_token(data, "alice"), str(data))
+
+
+@pytest.fixture(autouse=True)
+def _endpoint(hub, monkeypatch) -> None:
+    """Each test sees HF_ENDPOINT pointing at the local Hub; nothing leaks to other test folders."""
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)

@@ -23,10 +23,12 @@ def pushed(hub):
     """One repo per source framework, each pushed once: {framework: (repo, url, reference outputs)}."""
     ids = twins.tokens()
     out = {}
-    for fw, make in MAKERS.items():
-        model, repo = make(), hub.repo(f"twins-{fw}")
-        url = model.push_to_hub(repo, token=hub.token)
-        out[fw] = (repo, url, twins.run(model, ids))
+    with pytest.MonkeyPatch.context() as mp:  # a module fixture runs before the per-test HF_ENDPOINT
+        mp.setenv("HF_ENDPOINT", hub.url)
+        for fw, make in MAKERS.items():
+            model, repo = make(), hub.repo(f"twins-{fw}")
+            url = model.push_to_hub(repo, token=hub.token)
+            out[fw] = (repo, url, twins.run(model, ids))
     return out
 
 
