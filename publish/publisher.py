@@ -112,7 +112,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             models: dict[str, str] | None = None, transformers_python: str | None = None,
             source_revision: str | None = None, source_endpoint: str | None = None, cache_dir: str | None = None,
             max_shard_size: str | int = MAX_SHARD_SIZE, work_dir: str | Path | None = None, command: str | None = None,
-            quiet: bool = False, progress: Callable[[int], None] | None = None) -> PublishResult:
+            quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 
     ``verify``: ``"auto"`` (weights always, outputs where the frameworks are installed), ``"full"``
@@ -135,7 +135,8 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         made = [fw for fw in targets if fw != kept]
         _check_space(staging, source.nbytes * len(made))
         say(f"source: {src_path} ({source.framework}); converting to {', '.join(made) or 'nothing'}")
-        converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True) if made else None
+        converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True,
+                            structure=structure) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
         remote = _remote(hub, repo_id, branch, [f.path for f in files] + [README, *VERIFICATION])
@@ -145,7 +146,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             result.seconds = time.perf_counter() - started
             return result
         say("verifying ...")
-        verification = _verify(staging, src_path, made, verify, models, transformers_python)
+        verification = _verify(staging, src_path, made, verify, models, transformers_python, structure)
         result.verification = verification
         if verification is not None and not verification.passed:
             raise VerificationError(repo_id, "verification FAILED, nothing was pushed:\n" + "\n".join(verification.culprits()[:10]))
@@ -305,14 +306,19 @@ def _sha256(path: Path) -> str:
 
 # verify and describe ----------------------------------------------------------------------------------
 def _verify(staging: Path, src_path: Path, made: list[str], mode: str, models: dict[str, str] | None,
-            transformers_python: str | None) -> Verification | None:
+            transformers_python: str | None, structure: object | None = None) -> Verification | None:
     if mode not in ("auto", "full", "weights"):
         raise InputError("--verify", f"unknown mode {mode!r}: auto, full or weights")
     if not made:
         return None  # nothing converted: the files are the source's own
     functional = {"auto": "auto", "full": True, "weights": False}[mode]
+    kinds = None
+    if structure is not None:
+        from tensorferry.converters.kinds import kinds_from_torch
+
+        kinds = {k: v for k, v in kinds_from_torch(structure).items() if v} or None
     return verify_dir(staging, reference=src_path, frameworks=made, functional=functional, models=models,
-                      transformers_python=transformers_python, report_dir=staging)
+                      transformers_python=transformers_python, report_dir=staging, kinds=kinds)
 
 
 def _facts(repo_id: str, source: Source, by_fw: dict[str, list[str]], made: list[str], files: list[PlannedFile],

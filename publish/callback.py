@@ -1,0 +1,194 @@
+"""``PushToHubCallback``: push a model while it trains, every framework's variant in one commit per push.
+
+For tf_keras ``fit`` it is a Keras callback (``model.fit(..., callbacks=[callback])``); for PyTorch
+and Flax loops the same object is a plain hook: ``callback.on_step(model, step)``,
+``callback.on_epoch(model, epoch)``, ``callback.on_train_end(model)``.  The model is one of the
+framework mixins' (``TorchHubMixin``, ``KerasHubMixin``, ``FlaxHubMixin``; a Flax model is the
+module bound to its current variables).
+
+Training waits only for the snapshot: the model's own weights, ``config.json`` and card written to
+a temporary folder.  A background thread publishes snapshots (convert, verify, one commit, through
+``tensorferry.publish.publisher.publish``), at most one in flight; a newer snapshot replaces one
+still queued.  ``on_train_end`` pushes the final weights when they were not pushed yet and returns
+once the last push is done.  A failed push is reported (stderr and ``callback.errors``); training
+goes on.
+
+>>> callback = PushToHubCallback("alice/tiny", save_strategy="steps", save_steps=100)
+>>> callback.due_step(200), callback.due_step(250), callback.due_epoch(1)
+(True, False, False)
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tensorferry.converters.constants import FRAMEWORKS, parse_frameworks
+from tensorferry.converters.errors import InputError
+
+from .hub_io import redact
+
+
+@dataclass
+class _Snapshot:
+    folder: Path
+    model: Any  # for its class's publishing hook and a torch model's module tree (kinds), never its weights
+    message: str
+
+
+class PushToHubCallback:
+    """Push MODEL to REPO_ID during training: each push one commit with every framework in FRAMEWORKS."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "PushToHubCallback":
+        # Inside tf_keras' fit the object must be a Keras Callback; importing TensorFlow just for a
+        # PyTorch loop would cost seconds, so the Keras flavour is used only when tf_keras is loaded.
+        if cls is PushToHubCallback and "tf_keras" in sys.modules:
+            cls = _keras_flavour()
+        return object.__new__(cls)
+
+    def __init__(self, repo_id: str, save_strategy: str = "epoch", save_steps: int | None = None,
+                 frameworks: Sequence[str] | str = FRAMEWORKS, checkpoint: bool = False, *, token: str | None = None,
+                 endpoint: str | None = None, private: bool | None = None, revision: str | None = None,
+                 max_shard_size: str | int = "5GB", verify: str = "weights", quiet: bool = False) -> None:
+        super().__init__()
+        if save_strategy not in ("epoch", "steps"):
+            raise InputError("save_strategy", f"{save_strategy!r}: choose epoch or steps")
+        if save_strategy == "steps" and (not isinstance(save_steps, int) or save_steps < 1):
+            raise InputError("save_steps", "give a positive number of steps with save_strategy='steps'")
+        if checkpoint:
+            raise InputError("checkpoint", "pushing optimizer state is not supported yet: the weights are pushed")
+        self.repo_id, self.save_strategy, self.save_steps = repo_id, save_strategy, save_steps
+        self.frameworks = parse_frameworks(frameworks, "frameworks")
+        self.options = {"token": token, "endpoint": endpoint, "private": private, "revision": revision,
+                        "max_shard_size": max_shard_size, "verify": verify}
+        self.quiet = quiet
+        self.results: list[tuple[str, Any]] = []  # (message, PublishResult) of each finished push
+        self.replaced = 0  # snapshots dropped for a newer one while queued
+        self.errors: list[Exception] = []  # each failed push's error (training went on)
+        self._cond = threading.Condition()
+        self._queued: _Snapshot | None = None
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._steps = 0  # steps seen (Keras: batches) and whether weights changed since the last snapshot
+        self._dirty = False
+
+    # when to push ----------------------------------------------------------------------------------
+    def due_step(self, step: int) -> bool:
+        """Whether global STEP (counted from 1) is a push under this strategy."""
+        return self.save_strategy == "steps" and step % self.save_steps == 0
+
+    def due_epoch(self, epoch: int) -> bool:
+        """Whether the end of EPOCH (counted from 1) is a push under this strategy."""
+        return self.save_strategy == "epoch"
+
+    # plain hooks (PyTorch, Flax) ---------------------------------------------------------------------
+    def on_step(self, model: Any, step: int) -> None:
+        """After optimizer step STEP (from 1): pushes when the strategy says so."""
+        self._dirty = True
+        if self.due_step(step):
+            self.push(model, f"Training in progress, step {step}")
+
+    def on_epoch(self, model: Any, epoch: int) -> None:
+        """After epoch EPOCH (from 1): pushes when the strategy says so."""
+        self._dirty = True
+        if self.due_epoch(epoch):
+            self.push(model, f"Training in progress, epoch {epoch}")
+
+    def on_train_end(self, model: Any = None) -> None:
+        """Push the final weights unless the last push holds them, and wait until every push is done."""
+        model = model if _is_model(model) else getattr(self, "model", None)
+        if self._dirty and model is not None:
+            self.push(model, "End of training")
+        self.wait()
+
+    # pushing ---------------------------------------------------------------------------------------------
+    def push(self, model: Any, message: str) -> None:
+        """Snapshot MODEL now (its own weights, config, card) and queue it for a background push."""
+        if not hasattr(model, "_stage"):
+            raise InputError(type(model).__name__, "is not a TorchHubMixin, KerasHubMixin or FlaxHubMixin model")
+        folder = Path(tempfile.mkdtemp(prefix="tensorferry-snapshot-"))
+        try:
+            model._stage(folder, max_shard_size=self.options["max_shard_size"])
+        except Exception as e:  # noqa: BLE001 - a snapshot that cannot be written (disk full…) is a failed push
+            shutil.rmtree(folder, ignore_errors=True)
+            self.errors.append(e)
+            self._say(f"snapshot for {self.repo_id} failed ({message}): {redact(e, self.options['token'])}", always=True)
+            return
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        self._dirty = False
+        with self._cond:
+            if self._queued is not None:  # replaced by the newer snapshot
+                shutil.rmtree(self._queued.folder, ignore_errors=True)
+                self.replaced += 1
+            self._queued = _Snapshot(folder, model, message)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="tensorferry-push", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Block until no push is queued or in flight."""
+        with self._cond:
+            while self._queued is not None or self._busy:
+                self._cond.wait()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if self._queued is None:
+                    self._thread = None  # under the lock: a later push starts a new thread
+                    return
+                snap, self._queued, self._busy = self._queued, None, True
+            try:
+                result = snap.model._publish_staged(snap.folder, self.repo_id, to=self.frameworks,
+                                                    commit_message=snap.message, **self.options)
+                self.results.append((snap.message, result))
+                self._say(f"pushed {self.repo_id}: {snap.message} ({result.commit_url or 'no change'})")
+            except Exception as e:  # noqa: BLE001 - a failed push must not kill training: it is reported
+                self.errors.append(e)
+                self._say(f"push to {self.repo_id} failed ({snap.message}): {redact(e, self.options['token'])}", always=True)
+            finally:
+                shutil.rmtree(snap.folder, ignore_errors=True)
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _say(self, text: str, always: bool = False) -> None:
+        if always or not self.quiet:
+            print(f"tensorferry: {text}", file=sys.stderr)
+
+
+def _is_model(value: Any) -> bool:
+    return value is not None and hasattr(value, "_stage")
+
+
+_FLAVOUR: list[type] = []
+
+
+def _keras_flavour() -> type:
+    """``PushToHubCallback`` as a tf_keras ``Callback``: ``fit`` calls the Keras hooks below."""
+    if _FLAVOUR:
+        return _FLAVOUR[0]
+    import tf_keras
+
+    class KerasPushToHubCallback(PushToHubCallback, tf_keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            self._steps += 1
+            self.on_step(self.model, self._steps)
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.on_epoch(self.model, epoch + 1)  # Keras counts epochs from 0
+
+        def on_train_end(self, logs: Any = None) -> None:
+            PushToHubCallback.on_train_end(self, logs if _is_model(logs) else self.model)
+
+    KerasPushToHubCallback.__name__ = KerasPushToHubCallback.__qualname__ = "PushToHubCallback"
+    _FLAVOUR.append(KerasPushToHubCallback)
+    return KerasPushToHubCallback
