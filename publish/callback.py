@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tensorferry.converters.constants import FRAMEWORKS, parse_frameworks
+from tensorferry.converters.constants import FRAMEWORKS, MAX_SHARD_SIZE, parse_frameworks
 from tensorferry.converters.errors import InputError
 
 from .hub_io import redact
@@ -54,7 +54,7 @@ class PushToHubCallback:
     def __init__(self, repo_id: str, save_strategy: str = "epoch", save_steps: int | None = None,
                  frameworks: Sequence[str] | str = FRAMEWORKS, checkpoint: bool = False, *, token: str | None = None,
                  endpoint: str | None = None, private: bool | None = None, revision: str | None = None,
-                 max_shard_size: str | int = "5GB", verify: str = "weights", quiet: bool = False) -> None:
+                 max_shard_size: str | int = MAX_SHARD_SIZE, verify: str = "weights", quiet: bool = False) -> None:
         super().__init__()
         if save_strategy not in ("epoch", "steps"):
             raise InputError("save_strategy", f"{save_strategy!r}: choose epoch or steps")

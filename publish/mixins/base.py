@@ -33,10 +33,10 @@ from typing import Any, ClassVar
 
 from huggingface_hub import ModelHubMixin
 
-from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, STANDARD, parse_frameworks
+from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, STANDARD, parse_frameworks
 from tensorferry.converters.errors import InputError, VerificationError
 
-OPTIONS = {"frameworks": FRAMEWORKS, "max_shard_size": "5GB"}
+OPTIONS = {"frameworks": FRAMEWORKS, "max_shard_size": MAX_SHARD_SIZE}
 # What a twin loads when its own variant is missing: the other frameworks, nearest layout first.
 FALLBACK = {"pt": ("tf", "flax"), "tf": ("pt", "flax"), "flax": ("pt", "tf")}
 # The mixins' card (huggingface_hub's default names PyTorchModelHubMixin); the publisher adds its own section.
