@@ -42,6 +42,9 @@ def add_subparser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParse
                             f"read a response (default: {defaults.idle_timeout:g})")
     serve.add_argument("--max-connections", type=int, default=defaults.max_connections, metavar="N",
                        help=f"open connections at most (default: {defaults.max_connections})")
+    serve.add_argument("--no-fsync", dest="durable", action="store_false",
+                       help="do not fsync uploads and commits (throwaway Hubs: tests, benchmarks); a killed server "
+                            "still never shows half a commit, a machine crash may lose the last ones")
     serve.add_argument("--page-size", type=int, default=1000, help=argparse.SUPPRESS)
     serve.add_argument("--ready-file", default=None, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
@@ -67,7 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = Limits(args.header_timeout, args.idle_timeout, args.max_connections)
     try:
         serve(data_dir, host=args.host, port=args.port, ready_file=args.ready_file,
-              page_size=args.page_size, log_level=args.log_level, limits=limits)
+              page_size=args.page_size, log_level=args.log_level, limits=limits, durable=args.durable)
     except ValueError as e:  # TENSORFERRY_HUB_FAULTS
         raise InputError("TENSORFERRY_HUB_FAULTS", str(e).removeprefix("TENSORFERRY_HUB_FAULTS: ")) from None
     except OSError as e:

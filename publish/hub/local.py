@@ -39,12 +39,13 @@ class LocalHub:
                  port: int = 0, page_size: int = 1000, startup_timeout: float = 60.0,
                  log_level: str = "warning", header_timeout: float | None = None,
                  idle_timeout: float | None = None, max_connections: int | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, durable: bool = True) -> None:
         self.data_dir = Path(data_dir).expanduser() if data_dir else default_data_dir()
         # Limits left None keep the server's defaults; `env` adds variables (e.g. TENSORFERRY_HUB_FAULTS).
         self.options = {"--header-timeout": header_timeout, "--idle-timeout": idle_timeout,
                         "--max-connections": max_connections}
         self.env = dict(env or {})
+        self.durable = durable
         self.host, self.port, self.page_size = host, port, page_size
         self.startup_timeout, self.log_level = startup_timeout, log_level
         self.url = ""
@@ -65,6 +66,7 @@ class LocalHub:
                "--port", str(self.port), "--data-dir", str(self.data_dir), "--ready-file", str(ready),
                "--page-size", str(self.page_size), "--log-level", self.log_level]
         cmd += [x for flag, value in self.options.items() if value is not None for x in (flag, str(value))]
+        cmd += [] if self.durable else ["--no-fsync"]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,

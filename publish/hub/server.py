@@ -95,9 +95,9 @@ def _params(match: re.Match[str]) -> dict[str, Any]:
 
 
 def create_app(data_dir: str | os.PathLike[str], page_size: int = 1000,
-               body_timeout: float = 60.0) -> Callable[..., Awaitable[None]]:
+               body_timeout: float = 60.0, durable: bool = True) -> Callable[..., Awaitable[None]]:
     """The ASGI app over the store in `data_dir`; JSON bodies must arrive within `body_timeout` s."""
-    ctx = HubContext(Store(Path(data_dir)), page_size=page_size, body_timeout=body_timeout)
+    ctx = HubContext(Store(Path(data_dir), durable), page_size=page_size, body_timeout=body_timeout)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -162,8 +162,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = LOCAL_HUB_PORT,
           ready_file: str | None = None, page_size: int = 1000, log_level: str = "warning",
-          limits: Limits = Limits()) -> None:
+          limits: Limits = Limits(), durable: bool = True) -> None:
     """Run the Hub until interrupted. `ready_file` receives the endpoint URL once listening.
+
+    ``durable=False`` (``--no-fsync``) skips fsync: uploads and commits stay atomic (a killed
+    server never shows half of one) but a machine crash may lose the last ones; for throwaway Hubs.
 
     Reads `TENSORFERRY_HUB_FAULTS` (TEST-ONLY fault injection, see faults.py); a bad value is a
     ValueError before anything starts. Example:
@@ -183,7 +186,7 @@ def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int =
     sock = bind(host, port)
     actual = sock.getsockname()[1]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{actual}"
-    app = create_app(data, page_size=page_size, body_timeout=limits.idle_timeout)
+    app = create_app(data, page_size=page_size, body_timeout=limits.idle_timeout, durable=durable)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # http=protocol: uvicorn's h11 protocol with our timeouts and cap (connections.py); h11 itself
     # refuses a request head over 16 KiB.
@@ -191,7 +194,8 @@ def serve(data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int =
                             timeout_keep_alive=30, lifespan="on", http=protocol,
                             h11_max_incomplete_event_size=HEAD_LIMIT, backlog=2048)
     server = uvicorn.Server(config)
-    print(f"Local Hub serving {data} on {url} (at most {protocol.cap} connections)", flush=True)
+    print(f"Local Hub serving {data} on {url} (at most {protocol.cap} connections"
+          f"{'' if durable else ', no fsync'})", flush=True)
     if ready_file:
         tmp = f"{ready_file}.tmp"
         Path(tmp).write_text(url)

@@ -96,15 +96,17 @@ def branch_ref(rev: str) -> str:
 class Store:
     """Thread-safe access to the Hub's SQLite database and blob store under `data_dir`."""
 
-    def __init__(self, data_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], durable: bool = True) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.blobs = BlobStore(self.data_dir)
+        self.blobs = BlobStore(self.data_dir, durable)
         self.db = sqlite3.connect(self.data_dir / "hub.sqlite3", isolation_level=None,
                                   check_same_thread=False, timeout=30)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a commit acknowledged to a client survives a crash
+        # FULL: a commit acknowledged to a client survives a machine crash; NORMAL (`--no-fsync`) keeps
+        # WAL's atomicity, so a killed server still never shows half a commit.
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.lock = threading.RLock()
         self._depth = 0

@@ -63,11 +63,13 @@ def test_200mb_upload_streams_with_flat_server_memory(tmp_path: Path, big_file: 
         assert lfs.size == BIG and lfs.sha256 == sha256_file(big_file)
 
 
-def test_restart_keeps_everything(tmp_path: Path) -> None:
+@pytest.mark.parametrize("durable", [True, False], ids=["fsync", "no-fsync"])
+def test_restart_keeps_everything(tmp_path: Path, durable: bool) -> None:
     data_dir = tmp_path / "hub"
     token = create_token(data_dir, "alice", org="acme")
     payload = os.urandom(2 << 20)
-    with LocalHub(data_dir) as hub:
+    with LocalHub(data_dir, durable=durable) as hub:
+        assert ("no fsync" in hub.log_path.read_text()) != durable
         api = HfApi(endpoint=hub.url, token=token)
         api.create_repo("acme/kept")
         api.create_repo("alice/hidden", private=True)
@@ -88,12 +90,13 @@ def test_restart_keeps_everything(tmp_path: Path) -> None:
         assert Path(got).read_bytes() == payload
 
 
-@pytest.mark.parametrize("phase", ["lfs-upload", "commit-body"])
-def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_file: Path, phase: str) -> None:
+@pytest.mark.parametrize("phase,durable", [("lfs-upload", True), ("commit-body", True), ("lfs-upload", False)])
+def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_file: Path, phase: str, durable: bool) -> None:
+    """Also without fsync (`hub serve --no-fsync`): a killed server never shows half a commit or object."""
     data_dir = tmp_path / "hub"
     token = create_token(data_dir, "alice")
     small, weights = b"config v1\n", os.urandom(3 << 20)
-    hub = LocalHub(data_dir).start()
+    hub = LocalHub(data_dir, durable=durable).start()
     try:
         api = HfApi(endpoint=hub.url, token=token)
         api.create_repo("alice/crash")
