@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
                 raise InputError(names_of.single, f"{module.WHY_NOT}: {name} is {dt.name}; pass --dtype float32 (exact for {dt.name}) or another type it holds")
     if fw == "tf":
         main = _keras_order(main, collection, plan)
-    shards = _shard(main, max_shard)
+    shards = shard(main, lambda spec: _nbytes(spec[1], spec[2]), max_shard)
     names = [names_of.single] if len(shards) == 1 else [names_of.shard(i + 1, len(shards)) for i in range(len(shards))]
     specs = {n: (s, d) for n, s, d in main}
     if fw == "pt":
@@ -413,11 +414,15 @@ def _nbytes(shape, dt) -> int:
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize
 
 
-def _shard(specs: list, max_bytes: int) -> list[list]:
-    """Split in order, starting a new shard when the next tensor would pass the limit (transformers' rule)."""
+def shard(items: list, size_of: Callable[[Any], int], max_bytes: int) -> list[list]:
+    """Split in order, starting a new shard when the next item would pass the limit (transformers' rule).
+
+    >>> shard([("a", 6), ("b", 6), ("c", 3)], lambda item: item[1], 10)
+    [[('a', 6)], [('b', 6), ('c', 3)]]
+    """
     shards, size = [[]], 0
-    for spec in specs:
-        n = _nbytes(spec[1], spec[2])
+    for spec in items:
+        n = size_of(spec)
         if shards[-1] and size + n > max_bytes:
             shards.append([])
             size = 0

@@ -1,10 +1,14 @@
-"""Shared helpers: run the CLI in-process, compare checkpoints bit for bit."""
+"""Shared helpers: run the CLI in-process, compare checkpoints bit for bit, a local Hub for a session."""
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -38,3 +42,38 @@ def assert_same_checkpoint(a: str | Path, b: str | Path) -> int:
 
 FAMILY_NAMES = sorted(FAMILIES)
 __all__ = ["assert_same_checkpoint", "checkpoint_dir", "FAMILY_NAMES"]
+
+
+_names = itertools.count()
+
+
+@dataclass
+class Target:
+    """The session's local Hub (a real server subprocess) and alice's token (alice is in org acme)."""
+
+    url: str
+    token: str
+    data_dir: str
+
+    def api(self, token: str | bool | None = None):
+        """An HfApi on the Hub: alice's token, another one, or ``False`` for anonymous."""
+        from tensorferry.publish.hub_io import hub_api
+
+        return hub_api(self.url, self.token if token is None else token)
+
+    def repo(self, stem: str = "model") -> str:
+        """A fresh repo id in alice's namespace."""
+        return f"alice/{stem}-{next(_names)}"
+
+    def commits(self, repo_id: str, token: str | None = None, revision: str = "main") -> list:
+        return list(self.api(token).list_repo_commits(repo_id, revision=revision))
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory) -> Iterator[Target]:
+    """One local Hub for the session's publishing tests (tests/hub has its own, configured per test)."""
+    from tensorferry.publish.hub import LocalHub, create_token
+
+    data = tmp_path_factory.mktemp("local-hub")
+    with LocalHub(data) as server:
+        yield Target(server.url, create_token(data, "alice", org="acme"), str(data))

@@ -16,8 +16,6 @@ mode; a repo pushed from a Keras or Flax twin loads through model-guided convers
 ['README.md', 'config.json', 'flax_model.msgpack', 'model.safetensors']
 >>> Tiny.from_pretrained(folder).fc.in_features
 4
->>> shards([("a", 6), ("b", 6), ("c", 3)], 10)
-[['a'], ['b', 'c']]
 """
 from __future__ import annotations
 
@@ -28,19 +26,6 @@ from typing import Any
 from tensorferry.converters.constants import FILES, TIES_KEY
 
 from .base import FrameworkHubMixin
-
-
-def shards(sizes: list[tuple[str, int]], max_bytes: int) -> list[list[str]]:
-    """Names split in order, a new shard when the next tensor would pass MAX_BYTES (transformers' rule)."""
-    out: list[list[str]] = [[]]
-    size = 0
-    for name, n in sizes:
-        if out[-1] and size + n > max_bytes:
-            out.append([])
-            size = 0
-        out[-1].append(name)
-        size += n
-    return out
 
 
 class TorchHubMixin(FrameworkHubMixin):
@@ -58,10 +43,11 @@ class TorchHubMixin(FrameworkHubMixin):
     def _write_weights(self, folder: Path, max_shard_size: str | int) -> None:
         from safetensors.torch import save_file
 
-        from tensorferry.converters.pipeline import parse_size
+        from tensorferry.converters.pipeline import parse_size, shard
 
         state, ties = _state(self)
-        groups = shards([(n, t.numel() * t.element_size()) for n, t in state.items()], parse_size(max_shard_size))
+        groups = [[n for n, _ in group] for group in
+                  shard(list(state.items()), lambda item: item[1].numel() * item[1].element_size(), parse_size(max_shard_size))]
         meta = {"format": "pt", **({TIES_KEY: json.dumps(ties)} if ties else {})}
         if len(groups) == 1:
             save_file(state, str(folder / FILES["pt"].single), metadata=meta)
