@@ -63,13 +63,21 @@ class LocalPool:
             on_start: Callable[[RepoTask], None]) -> Iterator[Outcome]:
         """Run TASKS (task, memory estimate) in order as the budget allows; yield each outcome as it finishes."""
         from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
 
         pending, running = list(tasks), {}
         while pending or running:
             while pending and fits(pending[0][1], [n for n, _ in running.values()], self.budget, self.workers):
                 task, need = pending.pop(0)
+                try:
+                    future = self.executor.submit(run_task, task)
+                except BrokenProcessPool as e:  # a worker died (killed, out of memory): the rest cannot run here
+                    for task, _ in [(task, need), *pending]:
+                        yield Outcome(task.repo_id, "failed", error=f"worker pool broken: {e}", exit_code=1)
+                    pending = []
+                    break
                 on_start(task)
-                running[self.executor.submit(run_task, task)] = (need, task.repo_id)
+                running[future] = (need, task.repo_id)
             done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
             self._drain(on_event)
             for future in done:

@@ -37,7 +37,8 @@ def report_row(row: dict[str, Any]) -> dict[str, Any]:
     return {"repo": row["repo_id"], "status": row["state"], "source": row.get("source") or "",
             "added": ",".join(row.get("added") or []), "max_delta": _delta(row.get("deltas")),
             "url": row.get("url") or "", "seconds": row.get("seconds") or 0.0,
-            "reason": row.get("error") or row.get("reason") or "", "deltas": row.get("deltas") or {}}
+            "reason": row.get("error") or row.get("reason") or "", "deltas": row.get("deltas") or {},
+            "exit_code": row.get("exit_code") or 0}
 
 
 def summary(rows: Sequence[dict[str, Any]], seconds: float, earlier: int = 0) -> str:

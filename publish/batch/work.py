@@ -14,6 +14,7 @@ RepoTask(repo_id='acme/a', head='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', run=
 """
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -145,7 +146,19 @@ def run_task(task: RepoTask) -> Outcome:
         outcome.attempts = attempt + 1
         break
     outcome.seconds = round(time.perf_counter() - started, 2)
+    if outcome.error:
+        outcome.error = _short_paths(outcome.error, task)
     return outcome
+
+
+def _short_paths(text: str, task: RepoTask) -> str:
+    """Name a file of the downloaded snapshot as ``repo@head:file``, not by its path in the HF cache.
+
+    >>> t = RepoTask("acme/a", "0123456789" * 4, "r", "pt", ["tf"], "http://h")
+    >>> _short_paths("/c/models--acme--a/snapshots/" + "0123456789" * 4 + "/model.safetensors: bad", t)
+    'acme/a@01234567:model.safetensors: bad'
+    """
+    return re.sub(r"\S*/snapshots/[0-9a-f]{40}/", f"{task.repo_id}@{task.head[:8]}:", text)
 
 
 def _publish(task: RepoTask, scratch: Path) -> Outcome:
