@@ -1,0 +1,44 @@
+"""The same organisation, the same results: through a flaky Hub (injected 429s, 500s, dropped connections),
+and on Dask (a real ``distributed.LocalCluster`` with 2 workers)."""
+from __future__ import annotations
+
+import json
+
+from tensorferry.publish.batch.run import BatchOptions, run_batch
+from tensorferry.publish.hub import LocalHub
+
+from .conftest import CONVERTED, EXPECTED, MAX_SIZE, build_org, statuses, tensorferry_prs
+
+
+def test_a_flaky_hub_ends_with_the_same_result_and_one_pr_per_repo(tmp_path, variants) -> None:
+    data = tmp_path / "hub"
+    with LocalHub(data) as calm:
+        org = build_org(calm.url, data, variants)
+    faults = "429:0.04,500:0.04,drop:0.03,seed:5"
+    with LocalHub(data, env={"TENSORFERRY_HUB_FAULTS": faults}) as flaky:
+        opts = BatchOptions(org.name, endpoint=flaky.url, token=org.token, max_size=500_000, verify="weights",
+                            workers=2, journal=tmp_path / "j.sqlite", report=tmp_path / "report",
+                            cache_dir=str(tmp_path / "cache"), backoff=0.2, progress=False)
+        result = run_batch(opts, say=lambda *a: None)
+        log = (data / "server.log").read_text(errors="replace")
+    assert statuses(result.rows) == EXPECTED, [r for r in result.rows if r["status"] == "failed"]
+    with LocalHub(data) as calm:  # the same data, no faults: what landed
+        org.url = calm.url
+        assert all(len(tensorferry_prs(org, n)) == 1 for n in CONVERTED)
+    assert "TEST-ONLY fault injection" in log  # the server read the switch at start
+
+
+def test_dask_local_with_two_workers_gives_the_same_results(org, tmp_path, cli) -> None:
+    code, out, err = cli(*org.cli_args(tmp_path, "--dask", "local", "--workers", "2", "--json"))
+    report = json.loads(out)
+    assert code == 2, err  # the corrupt repo
+    assert statuses(report["repos"]) == EXPECTED
+    assert all(len(tensorferry_prs(org, n)) == 1 for n in CONVERTED)
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["executor"] == "dask local (2 workers)" and statuses(saved["repos"]) == EXPECTED
+    from tensorferry.publish.batch.journal import Journal
+
+    rows = Journal(tmp_path / "journal.sqlite").rows()
+    assert {r["repo_id"].split("/")[1]: r["state"] for r in rows} == {n: s for n, (s, _) in EXPECTED.items()}
+    assert all(r["deltas"] for r in rows if r["state"] == "pushed")  # the workers' verification reached the journal
+    assert MAX_SIZE == "500KB"

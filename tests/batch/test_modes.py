@@ -1,0 +1,60 @@
+"""--push (one commit per repo on main), the race guard, and the memory budget of local workers."""
+from __future__ import annotations
+
+import json
+
+from tensorferry.publish.batch.plan import marker
+from tensorferry.publish.batch.pool import LocalPool
+from tensorferry.publish.batch.work import RepoTask, run_task
+
+from .conftest import tensorferry_prs
+
+
+def test_push_makes_one_commit_per_repo_and_a_rerun_is_a_no_op(org, tmp_path, cli) -> None:
+    args = org.cli_args(tmp_path, "--push", "--include", "tf-cnn", "--include", "pt-tf", "--json")
+    before = {n: len(org.api().list_repo_commits(org.repo(n))) for n in ("tf-cnn", "pt-tf")}
+    code, out, _ = cli(*args)
+    rows = {r["repo"].split("/")[1]: r for r in json.loads(out)["repos"]}
+    assert code == 0 and {r["status"] for r in rows.values()} == {"pushed"}
+    for name in ("tf-cnn", "pt-tf"):
+        commits = org.api().list_repo_commits(org.repo(name))
+        assert len(commits) == before[name] + 1 and rows[name]["url"].endswith(commits[0].commit_id)
+        assert {"model.safetensors", "tf_model.h5", "flax_model.msgpack"} <= set(org.api().list_repo_files(org.repo(name)))
+        assert not tensorferry_prs(org, name)
+    code, out, _ = cli(*args)
+    assert code == 0 and "2 pushed (2 in an earlier run)" in json.loads(out)["summary"]
+    assert {n: len(org.api().list_repo_commits(org.repo(n))) for n in ("tf-cnn", "pt-tf")} == {
+        n: c + 1 for n, c in before.items()}
+
+
+def test_the_race_guard_stops_before_committing_when_a_tensorferry_pr_appeared(org, tmp_path) -> None:
+    repo = org.repo("pt-recurrent")
+    head = org.api().model_info(repo).sha
+    task = RepoTask(repo, head, "0123456789abcdef", "pt", ["tf", "flax"], org.url, token=org.token, verify="weights",
+                    cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+    # planned with no PR; meanwhile another run opens one for the same head
+    org.api().create_pull_request(repo, title="Add tf, flax weights (tensorferry)", description=marker(head, "fedcba9876543210"))
+    outcome = run_task(task)
+    assert outcome.status == "skipped" and outcome.reason == "tensorferry PR #1 appeared meanwhile"
+    assert len(tensorferry_prs(org, "pt-recurrent")) == 1
+    assert not (tmp_path / "work" / f"{org.name}--pt-recurrent").exists() and not list((tmp_path / "work").iterdir())
+
+
+def test_local_workers_keep_within_the_memory_budget(org, tmp_path) -> None:
+    """Two workers, a budget that holds one repo at a time: the repos run one after the other."""
+    def task(name):
+        head = org.api().model_info(org.repo(name)).sha
+        return RepoTask(org.repo(name), head, "r" + name.replace("-", ""), "pt", ["tf"], org.url, token=org.token,
+                        verify="weights", cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+
+    pool = LocalPool(2, budget=100)
+    started, finished, events = [], [], []
+    try:
+        for outcome in pool.run([(task("pt-cnn"), 80), (task("private"), 80)], events.append,
+                                lambda t: started.append((t.repo_id.split("/")[1], len(finished)))):
+            finished.append(outcome)
+    finally:
+        pool.close()
+    assert [o.status for o in finished] == ["pushed", "pushed"]
+    assert started == [("pt-cnn", 0), ("private", 1)]  # the second started only once the first was done
+    assert {e["state"] for e in events} == {"converting", "verified"}  # the workers' progress reached us
