@@ -161,7 +161,7 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
                     added=None, deltas=None, seconds=None, exit_code=0)
         task = RepoTask(p.repo_id, p.head, run, p.source, p.missing, hub.endpoint, token=hub.token,
                         create_pr=opts.create_pr, verify=opts.verify, cache_dir=opts.cache_dir, work_dir=str(work_root),
-                        max_shard_size=opts.max_shard_size, retries=opts.retries, backoff=opts.backoff)
+                        max_shard_size=opts.max_shard_size, retries=opts.retries, backoff=opts.backoff, size=p.size)
         tasks.append((task, p.memory))
     return tasks, earlier
 
@@ -200,6 +200,9 @@ def _execute(opts: BatchOptions, plans: list[RepoPlan], tasks: list[tuple[RepoTa
 
     def on_event(event: dict[str, Any]) -> None:
         repo = event.pop("repo_id")
+        if event["state"] == "progress":  # a big repo's conversion: shown on the bar, not journaled
+            bar.set_postfix_str(f"{repo} {event['bytes'] / 1e6:,.0f} MB written")
+            return
         if repo not in finished:  # a late progress message never moves a finished repo back
             journal.set(repo, event.pop("state"), **{k: v for k, v in event.items() if k in ("deltas", "attempts")})
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from .plan import marker
 
+PROGRESS_FROM = 64 * 2**20  # repos with more source bytes send conversion progress (every PROGRESS_EVERY s)
+PROGRESS_EVERY = 1.0
 TOPIC = "tensorferry-batch"  # Dask event topic of the workers' progress messages
 _queue: Any = None  # set in local worker processes by init_worker
 _dask = False
@@ -47,6 +49,7 @@ class RepoTask:
     retries: int = 2
     backoff: float = 1.0
     dask: bool = False
+    size: int = 0  # bytes of the source variant: big repos report their conversion progress
 
     def __repr__(self) -> str:
         return (f"RepoTask(repo_id={self.repo_id!r}, head={self.head!r}, run={self.run!r}, missing={self.missing!r}, "
@@ -180,11 +183,25 @@ def _publish(task: RepoTask, scratch: Path) -> Outcome:
                      create_pr=task.create_pr, commit_message=title, parent_commit=task.head,
                      source_revision=task.head, verify=task.verify, cache_dir=task.cache_dir, work_dir=scratch,
                      max_shard_size=task.max_shard_size, command=f"tensorferry batch {task.repo_id.split('/')[0]}",
-                     quiet=True, before_commit=guard, description_marker=marker(task.head, task.run))
+                     quiet=True, before_commit=guard, description_marker=marker(task.head, task.run),
+                     progress=_progress(task) if task.size >= PROGRESS_FROM else None)
     if result.no_op:
         return Outcome(task.repo_id, "skipped", reason="already holds identical files", deltas=deltas)
     return Outcome(task.repo_id, "pushed", url=result.pr_url or result.commit_url, added=list(task.missing),
                    deltas=deltas)
+
+
+def _progress(task: RepoTask) -> Any:
+    """A ``convert`` progress callback (bytes written) that tells the coordinator now and then."""
+    state = {"bytes": 0, "sent": 0.0}
+
+    def update(n: int) -> None:
+        state["bytes"] += n
+        if time.monotonic() - state["sent"] >= PROGRESS_EVERY:
+            state["sent"] = time.monotonic()
+            emit(task.repo_id, "progress", bytes=state["bytes"])
+
+    return update
 
 
 def _check_prs(hub: Any, task: RepoTask, deltas: dict[str, Any]) -> None:
