@@ -177,7 +177,7 @@ def plan_table(plans: Sequence[RepoPlan]) -> str:
     """The plan as ``--dry-run`` prints it: one line per repo.
 
     >>> print(plan_table([RepoPlan("acme/a", "convert", "tf source; missing pt, flax", size=1000)]))
-    convert  acme/a  1,000 B  tf source; missing pt, flax
+    convert  acme/a         1,000 B  tf source; missing pt, flax
     """
     width = max((len(p.repo_id) for p in plans), default=0)
-    return "\n".join(f"{p.action:<8} {p.repo_id:<{width}}  {p.size:,} B  {p.reason}" for p in plans)
+    return "\n".join(f"{p.action:<8} {p.repo_id:<{width}} {p.size:>13,} B  {p.reason}" for p in plans)
