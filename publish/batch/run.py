@@ -101,17 +101,19 @@ def run_batch(opts: BatchOptions, say: Any = None) -> BatchResult:
     if opts.dry_run:
         return BatchResult(plans, seconds=time.perf_counter() - started)
     journal = Journal(opts.journal_path)
-    lock = _lock(journal.path)
     work_root = journal.path.parent / (journal.path.name + ".work")
-    shutil.rmtree(work_root, ignore_errors=True)  # scratch of a killed run: never reused
     try:
-        tasks, earlier = _reconcile(hub, opts, plans, journal, work_root)
-        new = _execute(opts, plans, tasks, journal)
+        lock = _lock(journal.path)
+        try:
+            shutil.rmtree(work_root, ignore_errors=True)  # scratch of a killed run: never reused
+            tasks, earlier = _reconcile(hub, opts, plans, journal, work_root)
+            new = _execute(opts, plans, tasks, journal)
+        finally:
+            shutil.rmtree(work_root, ignore_errors=True)
+            lock.close()
+        rows = [report_row(r) for r in journal.rows([p.repo_id for p in plans])]
     finally:
-        shutil.rmtree(work_root, ignore_errors=True)
-        lock.close()
-    rows = [report_row(r) for r in journal.rows([p.repo_id for p in plans])]
-    journal.close()
+        journal.close()
     seconds = time.perf_counter() - started
     line = f"{opts.org}: " + summary(rows, seconds, len(earlier))
     extra = {"org": opts.org, "endpoint": hub.endpoint, "mode": "pr" if opts.create_pr else "push",

@@ -1,5 +1,6 @@
 """``kill -9`` mid-run, then resume: every incomplete repo ends with exactly one PR holding every variant;
-a second run is a no-op.  The CLI runs as a real subprocess with 2 local worker processes."""
+a second run is a no-op.  The CLI runs as a real subprocess with 2 local worker processes; only the
+command itself is killed, and its workers must die with it (no orphan goes on to commit)."""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,37 @@ def _states(journal) -> dict[str, str]:
         return {}
 
 
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/task/{p}/children") as fh:
+                kids = [int(c) for c in fh.read().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while True:
+        alive = [p for p in pids if os.path.exists(f"/proc/{p}") and "zombie" not in _state(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((line for line in fh if line.startswith("State:")), "").lower()
+    except OSError:
+        return "zombie"
+
+
 def _run(args, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", HF_HUB_DISABLE_PROGRESS_BARS="1")
     return subprocess.run([sys.executable, "-m", "tensorferry.publish.cli", *args], capture_output=True, text=True,
@@ -37,7 +69,7 @@ def test_kill_9_mid_run_then_resume_then_a_second_run_is_a_no_op(org, tmp_path) 
     journal = tmp_path / "journal.sqlite"
     args = org.cli_args(tmp_path, "--workers", "2")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", HF_HUB_DISABLE_PROGRESS_BARS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "tensorferry.publish.cli", *args], env=env, start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "tensorferry.publish.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -45,11 +77,15 @@ def test_kill_9_mid_run_then_resume_then_a_second_run_is_a_no_op(org, tmp_path) 
         if sum(s == "pushed" for s in states.values()) >= 2:
             break
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its workers, at once, mid-run
+    workers = _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # kill -9 of the command, mid-run
     proc.wait()
     at_kill = _states(journal)
-    print("states at kill:", at_kill)
-    assert proc.returncode == -signal.SIGKILL
+    survivors = _wait_gone(workers, 10)
+    for pid in survivors:  # only if the test is about to fail: leave no orphan behind
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors, "worker processes outlived the coordinator"
+    assert proc.returncode == -signal.SIGKILL and len(workers) >= 2
     assert sum(s == "pushed" for s in at_kill.values()) >= 2, at_kill
     unfinished = [r for r in at_kill if at_kill[r] in ("planned", "converting", "verified")]
     assert unfinished, f"the run finished before it was killed: {at_kill}"
