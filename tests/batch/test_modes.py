@@ -58,3 +58,36 @@ def test_local_workers_keep_within_the_memory_budget(org, tmp_path) -> None:
     assert [o.status for o in finished] == ["pushed", "pushed"]
     assert started == [("pt-cnn", 0), ("private", 1)]  # the second started only once the first was done
     assert {e["state"] for e in events} == {"converting", "verified"}  # the workers' progress reached us
+
+
+def test_one_journal_serves_one_run_at_a_time(org, tmp_path) -> None:
+    import pytest
+
+    from tensorferry.converters.errors import InputError
+    from tensorferry.publish.batch.run import BatchOptions, _lock, run_batch
+
+    held = _lock(tmp_path / "journal.sqlite")  # another run holds the journal
+    try:
+        opts = BatchOptions(org.name, endpoint=org.url, token=org.token, journal=tmp_path / "journal.sqlite",
+                            report=tmp_path / "report", include=["pt-cnn"], progress=False)
+        with pytest.raises(InputError, match="another tensorferry batch run is using this journal"):
+            run_batch(opts, say=lambda *a: None)
+    finally:
+        held.close()
+    assert not tensorferry_prs(org, "pt-cnn") and not (tmp_path / "report").exists()
+
+
+def test_the_journal_refuses_unknown_states_and_fields(tmp_path) -> None:
+    import pytest
+
+    from tensorferry.publish.batch.journal import Journal
+
+    j = Journal(tmp_path / "j.sqlite")
+    with pytest.raises(ValueError, match="unknown state"):
+        j.set("a/b", "done")
+    with pytest.raises(ValueError, match="unknown journal fields"):
+        j.set("a/b", "planned", colour="red")
+    j.set("a/b", "planned", head="h", run="r")
+    j.set("a/b", "failed", error="boom", exit_code=4)
+    assert {k: j.get("a/b")[k] for k in ("state", "head", "run", "error", "exit_code")} == {
+        "state": "failed", "head": "h", "run": "r", "error": "boom", "exit_code": 4}
