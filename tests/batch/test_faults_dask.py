@@ -1,4 +1,5 @@
-"""The same organisation, the same results: through a flaky Hub (injected 429s, 500s, dropped connections),
+"""The same organisation, the same results: through a flaky Hub (injected 429s, 500s, dropped connections,
+answers lost after the work was done),
 and on Dask (a real ``distributed.LocalCluster`` with 2 workers)."""
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def test_a_flaky_hub_ends_with_the_same_result_and_one_pr_per_repo(tmp_path, var
     data = tmp_path / "hub"
     with LocalHub(data) as calm:
         org = build_org(calm.url, data, variants)
-    faults = "429:0.04,500:0.04,drop:0.03,seed:5"
+    faults = "429:0.04,500:0.04,drop:0.03,lost:0.02,seed:5"
     with LocalHub(data, env={"TENSORFERRY_HUB_FAULTS": faults}) as flaky:
         opts = BatchOptions(org.name, endpoint=flaky.url, token=org.token, max_size=500_000, verify="weights",
                             workers=2, journal=tmp_path / "j.sqlite", report=tmp_path / "report",
