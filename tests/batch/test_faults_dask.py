@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from tensorferry.converters.pipeline import parse_size
 from tensorferry.publish.batch.run import BatchOptions, run_batch
 from tensorferry.publish.hub import LocalHub
 
@@ -17,7 +18,7 @@ def test_a_flaky_hub_ends_with_the_same_result_and_one_pr_per_repo(tmp_path, var
         org = build_org(calm.url, data, variants)
     faults = "429:0.04,500:0.04,drop:0.03,lost:0.02,seed:5"
     with LocalHub(data, env={"TENSORFERRY_HUB_FAULTS": faults}) as flaky:
-        opts = BatchOptions(org.name, endpoint=flaky.url, token=org.token, max_size=500_000, verify="weights",
+        opts = BatchOptions(org.name, endpoint=flaky.url, token=org.token, max_size=parse_size(MAX_SIZE), verify="weights",
                             workers=2, journal=tmp_path / "j.sqlite", report=tmp_path / "report",
                             cache_dir=str(tmp_path / "cache"), backoff=0.2, progress=False)
         result = run_batch(opts, say=lambda *a: None)
@@ -42,4 +43,3 @@ def test_dask_local_with_two_workers_gives_the_same_results(org, tmp_path, cli) 
     rows = Journal(tmp_path / "journal.sqlite").rows()
     assert {r["repo_id"].split("/")[1]: r["state"] for r in rows} == {n: s for n, (s, _) in EXPECTED.items()}
     assert all(r["deltas"] for r in rows if r["state"] == "pushed")  # the workers' verification reached the journal
-    assert MAX_SIZE == "500KB"
