@@ -203,7 +203,7 @@ def _execute(opts: BatchOptions, plans: list[RepoPlan], tasks: list[tuple[RepoTa
     def on_event(event: dict[str, Any]) -> None:
         repo = event.pop("repo_id")
         if event["state"] == "progress":  # a big repo's conversion: shown on the bar, not journaled
-            bar.set_postfix_str(f"{repo} {event['bytes'] / 1e6:,.0f} MB written")
+            bar.set_postfix_str(f"{repo} {event['bytes'] / 1e6:,.0f} MB converted")
             return
         if repo not in finished:  # a late progress message never moves a finished repo back
             journal.set(repo, event.pop("state"), **{k: v for k, v in event.items() if k in ("deltas", "attempts")})

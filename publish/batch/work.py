@@ -192,7 +192,7 @@ def _publish(task: RepoTask, scratch: Path) -> Outcome:
 
 
 def _progress(task: RepoTask) -> Any:
-    """A ``convert`` progress callback (bytes written) that tells the coordinator now and then."""
+    """A ``convert`` progress callback (source bytes converted) that tells the coordinator now and then."""
     state = {"bytes": 0, "sent": 0.0}
 
     def update(n: int) -> None:

@@ -43,3 +43,6 @@ def test_dask_local_with_two_workers_gives_the_same_results(org, tmp_path, cli) 
     rows = Journal(tmp_path / "journal.sqlite").rows()
     assert {r["repo_id"].split("/")[1]: r["state"] for r in rows} == {n: s for n, (s, _) in EXPECTED.items()}
     assert all(r["deltas"] for r in rows if r["state"] == "pushed")  # the workers' verification reached the journal
+    written = [out, err, (tmp_path / "journal.sqlite").read_bytes().decode("latin-1"),
+               *[f.read_text() for f in (tmp_path / "report").iterdir()]]
+    assert not any(org.token in text for text in written)  # the token travelled to the workers, and nowhere else

@@ -91,3 +91,24 @@ def test_the_journal_refuses_unknown_states_and_fields(tmp_path) -> None:
     j.set("a/b", "failed", error="boom", exit_code=4)
     assert {k: j.get("a/b")[k] for k in ("state", "head", "run", "error", "exit_code")} == {
         "state": "failed", "head": "h", "run": "r", "error": "boom", "exit_code": 4}
+
+
+def test_a_big_repo_reports_its_conversion_progress(org, tmp_path, monkeypatch) -> None:
+    """Repos over PROGRESS_FROM bytes send the bytes written so far (lowered here: the fixtures are tiny)."""
+    import queue
+
+    from tensorferry.publish.batch import work
+
+    events: queue.Queue = queue.Queue()
+    monkeypatch.setattr(work, "_queue", events)
+    monkeypatch.setattr(work, "PROGRESS_FROM", 1)
+    monkeypatch.setattr(work, "PROGRESS_EVERY", 0.0)
+    repo = org.repo("private")
+    task = RepoTask(repo, org.api().model_info(repo).sha, "0011223344556677", "pt", ["tf", "flax"], org.url,
+                    token=org.token, verify="weights", cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "w"),
+                    size=87_756)
+    assert run_task(task).status == "pushed"
+    got = [events.get_nowait() for _ in range(events.qsize())]
+    written = [e["bytes"] for e in got if e["state"] == "progress"]
+    assert written and written == sorted(written) and 80_000 < written[-1] <= 87_756  # the source tensors read
+    assert [e["state"] for e in got if e["state"] != "progress"] == ["converting", "verified"]
