@@ -1,6 +1,7 @@
 """The same organisation, the same results: through a flaky Hub (injected 429s, 500s, dropped connections,
 answers lost after the work was done),
-and on Dask (a real ``distributed.LocalCluster`` with 2 workers)."""
+and on Dask (a real ``distributed.LocalCluster`` with 2 workers, started by ``--dask local`` or reached
+through ``--scheduler``)."""
 from __future__ import annotations
 
 import json
@@ -46,3 +47,24 @@ def test_dask_local_with_two_workers_gives_the_same_results(org, tmp_path, cli) 
     written = [out, err, (tmp_path / "journal.sqlite").read_bytes().decode("latin-1"),
                *[f.read_text() for f in (tmp_path / "report").iterdir()]]
     assert not any(org.token in text for text in written)  # the token travelled to the workers, and nowhere else
+
+
+def test_a_running_dask_scheduler_takes_the_repos_with_their_memory_as_a_resource(org, tmp_path, cli) -> None:
+    from distributed import LocalCluster
+
+    from tensorferry.publish.batch.pool import DaskPool
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      resources={"MEMORY": 2e9}) as cluster:
+        pool = DaskPool(cluster.scheduler_address, 2, 0)
+        try:  # each task will ask for its estimate, capped at what a worker lends
+            assert pool.capacity == 2e9
+        finally:
+            pool.close()
+        code, out, err = cli(*org.cli_args(tmp_path, "--scheduler", cluster.scheduler_address, "--include", "*-cnn",
+                                           "--json"))
+    report = json.loads(out)
+    assert code == 0, err
+    assert statuses(report["repos"]) == {n: EXPECTED[n] for n in ("pt-cnn", "tf-cnn", "flax-cnn")}
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["executor"].startswith("dask tcp://")
+    assert all(len(tensorferry_prs(org, n)) == 1 for n in ("pt-cnn", "tf-cnn", "flax-cnn"))
