@@ -12,6 +12,23 @@ Resume rules (the journal and the Hub agree before anything is pushed):
 
 >>> BatchOptions("acme", token="hf_secretsecret")
 BatchOptions(org='acme', to=['pt', 'tf', 'flax'], endpoint=None, token=<set>)
+
+A whole run against the local Hub (one PT-only repo gets a PR with its TF and Flax variants):
+
+>>> import tempfile
+>>> from tensorferry.publish.hub import LocalHub, create_token
+>>> from tensorferry.publish.hub_io import hub_api
+>>> tmp = tempfile.mkdtemp()
+>>> with LocalHub(tmp + "/hub") as server:
+...     token = create_token(server.data_dir, "bot", org="acme")
+...     api = hub_api(server.url, token)
+...     _ = api.create_repo("acme/cnn")
+...     _ = api.upload_folder(repo_id="acme/cnn", folder_path="fixtures/checkpoints/cnn")
+...     opts = BatchOptions("acme", endpoint=server.url, token=token, workers=1, verify="weights", progress=False,
+...                         journal=tmp + "/j.sqlite", report=tmp + "/report", cache_dir=tmp + "/cache")
+...     result = run_batch(opts, say=lambda *a: None)
+>>> [(r["repo"], r["status"], r["added"]) for r in result.rows], result.exit_code
+([('acme/cnn', 'pushed', 'tf,flax')], 0)
 """
 from __future__ import annotations
 
