@@ -7,7 +7,7 @@ Errors are typed (``tensorferry.converters.errors``); each class has its exit co
 >>> parser().parse_args(["convert", "ckpt", "--out", "o"]).command
 'convert'
 >>> sorted(COMMANDS)
-['convert', 'demo', 'hub', 'publish', 'pull', 'verify']
+['batch', 'convert', 'demo', 'hub', 'publish', 'pull', 'verify']
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tensorferry.converters.errors import TensorferryError
 from tensorferry.converters.verify import cli as verify_cli
 
 from . import commands, demo, hub_io
+from .batch import cli as batch_cli
 from .hub import cli as hub_cli
 
 # command → function registering it on the subparsers (in the order `--help` lists them)
@@ -29,6 +30,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction], object]] = {
     "verify": lambda sub: verify_cli.add_subparser(sub, hub_io.resolve_args, hub_io.add_download_options),
     "publish": commands.add_publish,
     "pull": commands.add_pull,
+    "batch": batch_cli.add_subparser,
     "hub": hub_cli.add_subparser,
     "demo": demo.add_subparser,
 }

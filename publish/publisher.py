@@ -112,13 +112,18 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             models: dict[str, str] | None = None, transformers_python: str | None = None,
             source_revision: str | None = None, source_endpoint: str | None = None, cache_dir: str | None = None,
             max_shard_size: str | int = MAX_SHARD_SIZE, work_dir: str | Path | None = None, command: str | None = None,
-            quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None) -> PublishResult:
+            quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None,
+            before_commit: Callable[[PublishResult], None] | None = None,
+            description_marker: str | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 
     ``verify``: ``"auto"`` (weights always, outputs where the frameworks are installed), ``"full"``
     (outputs everywhere, else fail), ``"weights"``; a failed verification raises ``VerificationError``
     and nothing is pushed.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
+    ``before_commit(result)`` runs after verification, just before the first write (a race guard:
+    raising stops the publish with nothing sent); ``description_marker`` is a line appended to the
+    commit / PR description (``tensorferry batch`` finds its PRs by it).
     """
     started = time.perf_counter()
     hub = Hub.resolve(endpoint, token)
@@ -166,6 +171,10 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             return result
         message = commit_message or DEFAULT_MESSAGE.format(frameworks=", ".join(fw for fw in targets))
         description = commit_description or (verification.markdown() if verification is not None else None)
+        if description_marker:
+            description = f"{description}\n\n{description_marker}" if description else description_marker
+        if before_commit is not None:
+            before_commit(result)
         _push(hub, repo_id, result, remote, create_pr, private, message, description, say)
     result.seconds = time.perf_counter() - started
     return result
