@@ -37,6 +37,7 @@ class CardFacts:
     sizes: dict[str, int] = field(default_factory=dict)
     source_framework: str | None = None
     converted: list[str] = field(default_factory=list)  # frameworks written by tensorferry (the rest came as given)
+    present: list[str] = field(default_factory=list)  # frameworks the repo already held, left as they were
     architecture: str | None = None  # transformers class name (config.json architectures[0])
     library_name: str | None = None
     base_model: str | None = None
@@ -80,14 +81,17 @@ def _replace_section(text: str, new: str) -> str:
 def section(facts: CardFacts) -> str:
     """tensorferry's part of the card: files, loading snippets, verification, provenance."""
     lines = [BEGIN, "", "## Weights for PyTorch, TensorFlow and JAX/Flax", ""]
-    given = [fw for fw in facts.frameworks if fw not in facts.converted]
+    given = [fw for fw in facts.frameworks if fw not in facts.converted and fw not in facts.present]
     lines.append("This repository holds the same weights for " + ", ".join(NAMES[fw] for fw in facts.frameworks)
                  + ", converted with [tensorferry](https://pypi.org/project/tensorferry/)"
                  + (f" from the {NAMES[given[0]]} weights" if given else "") + ".")
+    if facts.present:
+        lines.append("The " + ", ".join(NAMES[fw] for fw in facts.present) + " weights were in the repository before "
+                     "and were left as they were: this run did not check them.")
     lines += ["", "| Framework | Files | Size |", "|---|---|---|"]
     for fw, files in facts.frameworks.items():
         size = sum(facts.sizes.get(f, 0) for f in files)
-        origin = "" if fw in facts.converted else " (source)"
+        origin = "" if fw in facts.converted else " (already in the repo)" if fw in facts.present else " (source)"
         lines.append(f"| {NAMES[fw]}{origin} | {', '.join(f'`{f}`' for f in files)} | {_human(size)} |")
     lines += ["", "### Loading", ""]
     for fw in facts.frameworks:

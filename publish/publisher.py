@@ -157,7 +157,10 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             raise VerificationError(repo_id, "verification FAILED, nothing was pushed:\n" + "\n".join(verification.culprits()[:10]))
         if require_outputs and (verification is None or not verification.complete):
             raise VerificationError(repo_id, "outputs were not compared in every framework (--require-outputs); nothing was pushed")
-        facts = _facts(repo_id, source, by_fw, made, files, verification, record, command)
+        present = remote.variants(skip=list(by_fw))
+        facts = _facts(repo_id, source, {**by_fw, **present}, made, files, verification, record, command)
+        facts.present, facts.sizes = list(present), {**{n: remote.root[n] for names in present.values() for n in names},
+                                                     **facts.sizes}
         card = cards.build_card(facts, existing=remote.readme, source=_read(src_path, README))
         (staging / README).write_text(str(card))
         files += [PlannedFile(README, staging / README, (staging / README).stat().st_size)]
@@ -264,6 +267,13 @@ class Remote:
     branch_exists: bool
     entries: dict[str, Any] = field(default_factory=dict)  # path → RepoFile
     readme: str | None = None
+    root: dict[str, int] = field(default_factory=dict)  # top-level file → size (variants the repo already holds)
+
+    def variants(self, skip: Sequence[str]) -> dict[str, list[str]]:
+        """Framework → its files at the top of the repo, for frameworks not in SKIP."""
+        found = {fw: sorted(n for n in self.root if any(fnmatch.fnmatchcase(n, p) for p in FILES[fw].patterns))
+                 for fw in FRAMEWORKS if fw not in skip}
+        return {fw: names for fw, names in found.items() if names}
 
     @property
     def has_our_card(self) -> bool:
@@ -286,10 +296,12 @@ def _remote(hub: Hub, repo_id: str, branch: str, paths: list[str]) -> Remote:
         branch_exists = False
     infos = call(api.get_paths_info, repo_id, sorted(set(paths)), revision=head, what=repo_id, hub=hub)
     entries = {i.path: i for i in infos if isinstance(i, RepoFile)}
+    root = {i.path: i.size for i in call(lambda: list(api.list_repo_tree(repo_id, revision=head)), what=repo_id, hub=hub)
+            if isinstance(i, RepoFile)}
     readme = None
     if README in entries:
         readme = Path(call(api.hf_hub_download, repo_id, README, revision=head, what=repo_id, hub=hub)).read_text(errors="replace")
-    return Remote(True, head, branch_exists, entries, readme)
+    return Remote(True, head, branch_exists, entries, readme, root)
 
 
 def _same(remote: Any, f: PlannedFile) -> bool:

@@ -186,6 +186,20 @@ def test_an_existing_card_keeps_its_prose_and_metadata(hub) -> None:
     assert card.text.count("tensorferry:begin") == 1
 
 
+def test_variants_the_repo_already_holds_are_listed_as_such_not_as_checked(hub) -> None:
+    from huggingface_hub import ModelCard
+
+    repo = hub.repo("adding")
+    publish(checkpoint_dir("cnn"), repo, to="pt,tf", endpoint=hub.url, token=hub.token, verify="weights", quiet=True)
+    result = publish(checkpoint_dir("cnn"), repo, to="flax", endpoint=hub.url, token=hub.token, verify="weights", quiet=True)
+    assert {f.path for f in result.files if f.action != "unchanged"} >= {"flax_model.msgpack", "README.md"}
+    card = ModelCard.load(_download(hub, repo, ["README.md"])["README.md"])
+    assert {"pytorch", "tensorflow", "jax"} <= set(card.data.tags)
+    rows = {line.split("|")[1].strip(): line for line in card.text.splitlines() if line.startswith("| ") and "`" in line}
+    assert set(rows) == {"PyTorch (already in the repo)", "TensorFlow (already in the repo)", "Flax"}, rows
+    assert "were in the repository before and were left as they were: this run did not check them" in card.text
+
+
 def test_bad_source_is_exit_2_before_anything_is_sent(hub, tmp_path, capsys) -> None:
     from huggingface_hub.errors import RepositoryNotFoundError
 
