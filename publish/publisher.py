@@ -31,7 +31,7 @@ from typing import Any
 
 from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
-from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
+from tensorferry.converters.constants import CHECKPOINT_DIR, CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
 from tensorferry.converters.errors import HubError, InputError, VerificationError
 from tensorferry.converters.formats.digest import FileDigest
 from tensorferry.converters.maps.transformers import available as transformers_types
@@ -112,13 +112,15 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             models: dict[str, str] | None = None, transformers_python: str | None = None,
             source_revision: str | None = None, source_endpoint: str | None = None, cache_dir: str | None = None,
             max_shard_size: str | int = MAX_SHARD_SIZE, work_dir: str | Path | None = None, command: str | None = None,
-            quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None) -> PublishResult:
+            quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None,
+            extras: dict[str, Path] | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 
     ``verify``: ``"auto"`` (weights always, outputs where the frameworks are installed), ``"full"``
     (outputs everywhere, else fail), ``"weights"``; a failed verification raises ``VerificationError``
     and nothing is pushed.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
-    branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
+    branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.  ``extras`` (repo path →
+    local file) go into the same commit as they are: the callback's ``checkpoint/`` folder.
     """
     started = time.perf_counter()
     hub = Hub.resolve(endpoint, token)
@@ -138,6 +140,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True,
                             structure=structure) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
+        files += _extras(extras or {}, files)
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
         remote = _remote(hub, repo_id, branch, [f.path for f in files] + [README, *VERIFICATION])
         result.parent_commit = parent_commit or remote.head
@@ -228,6 +231,17 @@ def _files(path: Path, source: Source, kept: str | None, staging: Path, converte
         config = staging / CONFIG if (staging / CONFIG).exists() else source.config_path
         out.append(PlannedFile(CONFIG, config, config.stat().st_size))
     return out, {fw: by_fw[fw] for fw in FRAMEWORKS if fw in by_fw}
+
+
+def _extras(extras: dict[str, Path], files: list[PlannedFile]) -> list[PlannedFile]:
+    """EXTRAS as planned files; a path the weights, config or card already take is refused."""
+    taken = {f.path for f in files} | {README, *VERIFICATION}
+    out = []
+    for path, local in sorted(extras.items()):
+        if path in taken or path.startswith("/") or ".." in path.split("/"):
+            raise InputError(path, "cannot be published as an extra file: the path is taken or not inside the repo")
+        out.append(PlannedFile(path, Path(local), Path(local).stat().st_size))
+    return out
 
 
 def _read(path: Path, name: str) -> str | None:
@@ -338,7 +352,8 @@ def _facts(repo_id: str, source: Source, by_fw: dict[str, list[str]], made: list
                            source_framework=source.framework, converted=list(made),
                            architecture=config["architectures"][0] if transformers else None,
                            library_name="transformers" if transformers else None,
-                           base_model=record["id"] if record else None, verification=verification, provenance=provenance)
+                           base_model=record["id"] if record else None, verification=verification, provenance=provenance,
+                           checkpoint=[f.path for f in files if f.path.startswith(CHECKPOINT_DIR + "/")])
 
 
 # the one commit ----------------------------------------------------------------------------------------
