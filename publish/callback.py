@@ -133,24 +133,26 @@ class PushToHubCallback:
         if self.checkpoint:
             optimizer = self._checkpointed(model, optimizer)
         snap = _Snapshot(Path(tempfile.mkdtemp(prefix="tensorferry-snapshot-")), model, message)
+        refused = None  # an optimizer state that cannot be saved safely: the caller's to fix, not a failed push
         try:
-            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"])
             if self.checkpoint:
                 from .resume import state
 
                 snap.checkpoint = Path(tempfile.mkdtemp(prefix="tensorferry-checkpoint-"))
-                state.write(model, optimizer, snap.checkpoint, step=self._step, epoch=self._epoch)
-        except InputError:  # an optimizer state that cannot be saved safely: the caller's to fix, not a failed push
+                try:
+                    state.write(model, optimizer, snap.checkpoint, step=self._step, epoch=self._epoch)
+                except InputError as e:
+                    refused = e
+                    raise
+            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"])
+        except BaseException as e:
             snap.remove()
-            raise
-        except Exception as e:  # noqa: BLE001 - a snapshot that cannot be written (disk full…) is a failed push
-            snap.remove()
+            if e is refused or not isinstance(e, Exception):
+                raise
+            # a snapshot that cannot be written (disk full…) is a failed push
             self.errors.append(e)
             self._say(f"snapshot for {self.repo_id} failed ({message}): {redact(e, self.options['token'])}", always=True)
             return
-        except BaseException:
-            snap.remove()
-            raise
         self._dirty = False
         with self._cond:
             if self._queued is not None:  # replaced by the newer snapshot

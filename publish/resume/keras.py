@@ -15,8 +15,12 @@ from tensorferry.converters.errors import InputError
 
 def _optimizer(model: Any, optimizer: Any) -> Any:
     optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
-    if optimizer is None or not hasattr(optimizer, "build") or not hasattr(optimizer, "iterations"):
-        raise InputError("optimizer", "compile the Keras model with a tf_keras optimizer (or pass optimizer=)")
+    if optimizer is None:
+        raise InputError("optimizer", "compile the Keras model with its optimizer first (or pass optimizer=)")
+    if not hasattr(optimizer, "build") or not hasattr(optimizer, "iterations"):
+        # tf_keras.optimizers.legacy.* build their slots their own way: not supported
+        raise InputError("optimizer", f"a {type(optimizer).__name__} from {type(optimizer).__module__}: give a "
+                                      "tf_keras.optimizers optimizer (the legacy ones are not supported)")
     return optimizer
 
 

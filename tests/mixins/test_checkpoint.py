@@ -128,6 +128,12 @@ def test_what_cannot_be_checkpointed_safely_is_a_typed_error(hub, tmp_path) -> N
     state.write(model, torch.optim.Adam(model.parameters()), tmp_path / "checkpoint", step=1, epoch=None)
     with pytest.raises(InputError, match="holds a Adam state, not a SGD one"):
         load_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1))
+    other = torch.nn.Linear(2, 1)  # another model's parameters: the state does not fit
+    with pytest.raises(InputError, match="does not fit this optimizer"):
+        load_checkpoint(tmp_path, model, torch.optim.Adam(other.parameters()), weights=False)
+    (tmp_path / "checkpoint" / "trainer_state.json").write_text("{not json")
+    with pytest.raises(InputError, match="trainer_state.json: not JSON"):
+        load_checkpoint(tmp_path, model, torch.optim.Adam(model.parameters()))
 
 
 # tf_keras ----------------------------------------------------------------------------------------------------
@@ -157,6 +163,9 @@ def test_keras_fit_resumes_from_the_hub_as_if_never_stopped(hub) -> None:
     assert (found["state"]["step"], found["state"]["epoch"]) == (2, 1)
     assert found["state"]["optimizer"]["class"] == "Adam" and found["state"]["optimizer"]["variables"][0]["shape"] == []
 
+    uncompiled = twins.keras_classes()()
+    with pytest.raises(InputError, match="compile the Keras model"):
+        load_checkpoint(repo, uncompiled, token=hub.token)
     fresh = _keras(seed=8)
     resumed = load_checkpoint(repo, fresh, token=hub.token)  # the compiled model's optimizer
     assert (resumed.step, resumed.epoch) == (2, 1) and int(fresh.optimizer.iterations.numpy()) == 2
