@@ -14,8 +14,8 @@ Give the hooks the optimizer: ``on_step(model, step, optimizer=opt)`` (PyTorch: 
 ``tensorferry.publish.load_checkpoint(repo, model, optimizer)`` resumes from it (``resume.state``).
 
 Training waits only for the snapshot: the model's own weights, ``config.json`` and card (and the
-optimizer state) written to a temporary folder.  A background thread publishes snapshots (convert, verify, one commit, through
-``tensorferry.publish.publisher.publish``), at most one in flight; a newer snapshot replaces one
+optimizer state) written to a temporary folder.  A background thread publishes snapshots (convert,
+verify, one commit, through ``tensorferry.publish.publisher.publish``), at most one in flight; a newer snapshot replaces one
 still queued.  ``on_train_end`` pushes the final weights when they were not pushed yet and returns
 once the last push is done.  A failed push is reported (stderr and ``callback.errors``); training
 goes on.
