@@ -205,10 +205,13 @@ class PushToHubCallback:
         if optimizer is None:
             raise InputError("checkpoint", "checkpoint=True needs the optimizer: on_step(model, step, optimizer=opt) "
                                            "(PyTorch: the torch.optim optimizer; Flax: the optax state)")
-        if model.framework not in self.frameworks:
+        self._check_frameworks(model)
+        return optimizer
+
+    def _check_frameworks(self, model: Any) -> None:
+        if self.checkpoint and model.framework not in self.frameworks:
             raise InputError("checkpoint", f"checkpoint=True resumes from the model's own {model.framework} weights: "
                                            f"add {model.framework!r} to frameworks")
-        return optimizer
 
     def _say(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
@@ -230,6 +233,8 @@ def _keras_flavour() -> type:
 
     class KerasPushToHubCallback(PushToHubCallback, tf_keras.callbacks.Callback):
         def on_train_begin(self, logs: dict | None = None) -> None:
+            if _is_model(self.model):
+                self._check_frameworks(self.model)  # before the first epoch, not at its end
             # a resumed run goes on counting from the optimizer's restored iteration count
             iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
             self._steps = int(iterations.numpy()) if iterations is not None else 0

@@ -163,6 +163,10 @@ def test_keras_fit_resumes_from_the_hub_as_if_never_stopped(hub) -> None:
     assert (found["state"]["step"], found["state"]["epoch"]) == (2, 1)
     assert found["state"]["optimizer"]["class"] == "Adam" and found["state"]["optimizer"]["variables"][0]["shape"] == []
 
+    with pytest.raises(InputError, match="add 'tf' to frameworks"):  # refused before training starts
+        fresh_fit = _keras(seed=8)
+        fresh_fit.fit(x, y, epochs=1, callbacks=[PushToHubCallback(repo, frameworks=["pt"], checkpoint=True)], verbose=0)
+    assert int(fresh_fit.optimizer.iterations.numpy()) == 0
     uncompiled = twins.keras_classes()()
     with pytest.raises(InputError, match="compile the Keras model"):
         load_checkpoint(repo, uncompiled, token=hub.token)
@@ -218,6 +222,10 @@ def test_flax_optax_adam_resumes_from_the_hub_as_if_never_stopped(hub) -> None:
     other = module.init(jax.random.PRNGKey(7), module.dummy_inputs())["params"]  # a fresh start, other weights
     resumed = load_checkpoint(repo, module.bind({"params": other}), tx.init(other), token=hub.token)
     assert resumed.step == 2 and int(resumed.optimizer[0].count) == 2
+    unbound = load_checkpoint(repo, module, tx.init(other), token=hub.token)  # shapes from dummy_inputs
+    same = jax.tree_util.tree_map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()),
+                                  unbound.model.variables, resumed.model.variables)
+    assert all(jax.tree_util.tree_leaves(same))
     params, opt_state = run(resumed.model.variables["params"], resumed.optimizer, range(3, 6))
     straight, straight_state = run(start, tx.init(start), range(1, 6))
     diffs = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - np.asarray(b)).max()),
