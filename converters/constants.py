@@ -57,6 +57,12 @@ STANDARD = (("pt", FILES["pt"]), ("pt", PICKLE_FILES), ("tf", FILES["tf"]), ("fl
 CONFIG = "config.json"
 README = "README.md"
 VERIFICATION = ("verification.json", "verification.md", "verification.png")  # report: JSON, Markdown, plot
+# A training checkpoint pushed next to the weights (PushToHubCallback(checkpoint=True)): optimizer state
+# and counters, safe formats only; the weights are the repo's own variant of the same commit.
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_STATE = "checkpoint/trainer_state.json"
+CHECKPOINT_TENSORS = "checkpoint/optimizer.safetensors"  # PyTorch and Keras optimizers
+CHECKPOINT_TREE = "checkpoint/optimizer.msgpack"  # an optax state (flax.serialization)
 MAX_SHARD_SIZE = "5GB"  # transformers' default for save_pretrained
 LOCAL_HUB_PORT = 8765  # `tensorferry hub serve` and the demo
 DEFAULT_TIMEOUT = 900.0  # seconds per verification worker: a real model on CPU loads and runs well within it

@@ -6,9 +6,16 @@ and Flax loops the same object is a plain hook: ``callback.on_step(model, step)`
 framework mixins' (``TorchHubMixin``, ``KerasHubMixin``, ``FlaxHubMixin``; a Flax model is the
 module bound to its current variables).
 
-Training waits only for the snapshot: the model's own weights, ``config.json`` and card written to
-a temporary folder.  A background thread publishes snapshots (convert, verify, one commit, through
-``tensorferry.publish.publisher.publish``), at most one in flight; a newer snapshot replaces one
+``checkpoint=True`` adds a ``checkpoint/`` folder to every push's commit (as transformers' TF
+callback does, without pickle): the optimizer state (``optimizer.safetensors``, or an optax state
+in ``optimizer.msgpack``) and ``trainer_state.json`` (step, epoch, the optimizer's plain values).
+Give the hooks the optimizer: ``on_step(model, step, optimizer=opt)`` (PyTorch: the
+``torch.optim`` optimizer; Flax: the optax state); ``fit`` uses the compiled model's.
+``tensorferry.publish.load_checkpoint(repo, model, optimizer)`` resumes from it (``resume.state``).
+
+Training waits only for the snapshot: the model's own weights, ``config.json`` and card (and the
+optimizer state) written to a temporary folder.  A background thread publishes snapshots (convert,
+verify, one commit, through ``tensorferry.publish.publisher.publish``), at most one in flight; a newer snapshot replaces one
 still queued.  ``on_train_end`` pushes the final weights when they were not pushed yet and returns
 once the last push is done.  A failed push is reported (stderr and ``callback.errors``); training
 goes on.
@@ -39,6 +46,12 @@ class _Snapshot:
     folder: Path
     model: Any  # for its class's publishing hook and a torch model's module tree (kinds), never its weights
     message: str
+    checkpoint: Path | None = None  # the future checkpoint/ folder (checkpoint=True)
+
+    def remove(self) -> None:
+        for f in (self.folder, self.checkpoint):
+            if f is not None:
+                shutil.rmtree(f, ignore_errors=True)
 
 
 class PushToHubCallback:
@@ -60,8 +73,7 @@ class PushToHubCallback:
             raise InputError("save_strategy", f"{save_strategy!r}: choose epoch or steps")
         if save_strategy == "steps" and (not isinstance(save_steps, int) or save_steps < 1):
             raise InputError("save_steps", "give a positive number of steps with save_strategy='steps'")
-        if checkpoint:
-            raise InputError("checkpoint", "pushing optimizer state is not supported yet: the weights are pushed")
+        self.checkpoint = bool(checkpoint)
         self.repo_id, self.save_strategy, self.save_steps = repo_id, save_strategy, save_steps
         self.frameworks = parse_frameworks(frameworks, "frameworks")
         self.options = {"token": token, "endpoint": endpoint, "private": private, "revision": revision,
@@ -76,6 +88,9 @@ class PushToHubCallback:
         self._thread: threading.Thread | None = None
         self._steps = 0  # steps seen (Keras: batches) and whether weights changed since the last snapshot
         self._dirty = False
+        self._step: int | None = None  # the counters a checkpoint records: last step, last completed epoch
+        self._epoch: int | None = None
+        self._optimizer: Any = None  # the last optimizer the hooks were given (for on_train_end)
 
     # when to push ----------------------------------------------------------------------------------
     def due_step(self, step: int) -> bool:
@@ -87,47 +102,63 @@ class PushToHubCallback:
         return self.save_strategy == "epoch"
 
     # plain hooks (PyTorch, Flax) ---------------------------------------------------------------------
-    def on_step(self, model: Any, step: int) -> None:
-        """After optimizer step STEP (from 1): pushes when the strategy says so."""
-        self._dirty = True
+    def on_step(self, model: Any, step: int, optimizer: Any = None) -> None:
+        """After optimizer step STEP (from 1): pushes when the strategy says so (with OPTIMIZER's state
+        when ``checkpoint=True``)."""
+        self._dirty, self._step = True, step
+        self._optimizer = optimizer if optimizer is not None else self._optimizer
         if self.due_step(step):
-            self.push(model, f"Training in progress, step {step}")
+            self.push(model, f"Training in progress, step {step}", optimizer=optimizer)
 
-    def on_epoch(self, model: Any, epoch: int) -> None:
+    def on_epoch(self, model: Any, epoch: int, optimizer: Any = None) -> None:
         """After epoch EPOCH (from 1): pushes when the strategy says so."""
-        self._dirty = True
+        self._dirty, self._epoch = True, epoch
+        self._optimizer = optimizer if optimizer is not None else self._optimizer
         if self.due_epoch(epoch):
-            self.push(model, f"Training in progress, epoch {epoch}")
+            self.push(model, f"Training in progress, epoch {epoch}", optimizer=optimizer)
 
-    def on_train_end(self, model: Any = None) -> None:
+    def on_train_end(self, model: Any = None, optimizer: Any = None) -> None:
         """Push the final weights unless the last push holds them, and wait until every push is done."""
         model = model if _is_model(model) else getattr(self, "model", None)
         if self._dirty and model is not None:
-            self.push(model, "End of training")
+            self.push(model, "End of training", optimizer=optimizer)
         self.wait()
 
     # pushing ---------------------------------------------------------------------------------------------
-    def push(self, model: Any, message: str) -> None:
-        """Snapshot MODEL now (its own weights, config, card) and queue it for a background push."""
+    def push(self, model: Any, message: str, optimizer: Any = None) -> None:
+        """Snapshot MODEL now (its own weights, config, card; with ``checkpoint=True`` OPTIMIZER's state and
+        the counters) and queue it for a background push."""
         if not hasattr(model, "_stage"):
             raise InputError(type(model).__name__, "is not a TorchHubMixin, KerasHubMixin or FlaxHubMixin model")
-        folder = Path(tempfile.mkdtemp(prefix="tensorferry-snapshot-"))
+        if self.checkpoint:
+            optimizer = self._checkpointed(model, optimizer)
+        snap = _Snapshot(Path(tempfile.mkdtemp(prefix="tensorferry-snapshot-")), model, message)
+        refused = None  # an optimizer state that cannot be saved safely: the caller's to fix, not a failed push
         try:
-            model._stage(folder, max_shard_size=self.options["max_shard_size"])
-        except Exception as e:  # noqa: BLE001 - a snapshot that cannot be written (disk full…) is a failed push
-            shutil.rmtree(folder, ignore_errors=True)
+            if self.checkpoint:
+                from .resume import state
+
+                snap.checkpoint = Path(tempfile.mkdtemp(prefix="tensorferry-checkpoint-"))
+                try:
+                    state.write(model, optimizer, snap.checkpoint, step=self._step, epoch=self._epoch)
+                except InputError as e:
+                    refused = e
+                    raise
+            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"])
+        except BaseException as e:
+            snap.remove()
+            if e is refused or not isinstance(e, Exception):
+                raise
+            # a snapshot that cannot be written (disk full…) is a failed push
             self.errors.append(e)
             self._say(f"snapshot for {self.repo_id} failed ({message}): {redact(e, self.options['token'])}", always=True)
             return
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
         self._dirty = False
         with self._cond:
             if self._queued is not None:  # replaced by the newer snapshot
-                shutil.rmtree(self._queued.folder, ignore_errors=True)
+                self._queued.remove()
                 self.replaced += 1
-            self._queued = _Snapshot(folder, model, message)
+            self._queued = snap
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="tensorferry-push", daemon=True)
                 self._thread.start()
@@ -147,7 +178,13 @@ class PushToHubCallback:
                     return
                 snap, self._queued, self._busy = self._queued, None, True
             try:
-                result = snap.model._publish_staged(snap.folder, self.repo_id, to=self.frameworks,
+                extras = None
+                if snap.checkpoint is not None:
+                    from .resume import state
+
+                    state.seal(snap.checkpoint, snap.folder)  # the weights' digests, hashed here, not in training
+                    extras = state.files(snap.checkpoint)
+                result = snap.model._publish_staged(snap.folder, self.repo_id, to=self.frameworks, extras=extras,
                                                     commit_message=snap.message, **self.options)
                 self.results.append((snap.message, result))
                 self._say(f"pushed {self.repo_id}: {snap.message} ({result.commit_url or 'no change'})")
@@ -155,10 +192,26 @@ class PushToHubCallback:
                 self.errors.append(e)
                 self._say(f"push to {self.repo_id} failed ({snap.message}): {redact(e, self.options['token'])}", always=True)
             finally:
-                shutil.rmtree(snap.folder, ignore_errors=True)
+                snap.remove()
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _checkpointed(self, model: Any, optimizer: Any) -> Any:
+        """The optimizer whose state goes with MODEL's push; typed errors for what would make it unusable."""
+        optimizer = optimizer if optimizer is not None else self._optimizer
+        if optimizer is None and model.framework == "tf":
+            optimizer = getattr(model, "optimizer", None)
+        if optimizer is None:
+            raise InputError("checkpoint", "checkpoint=True needs the optimizer: on_step(model, step, optimizer=opt) "
+                                           "(PyTorch: the torch.optim optimizer; Flax: the optax state)")
+        self._check_frameworks(model)
+        return optimizer
+
+    def _check_frameworks(self, model: Any) -> None:
+        if self.checkpoint and model.framework not in self.frameworks:
+            raise InputError("checkpoint", f"checkpoint=True resumes from the model's own {model.framework} weights: "
+                                           f"add {model.framework!r} to frameworks")
 
     def _say(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
@@ -179,6 +232,16 @@ def _keras_flavour() -> type:
     import tf_keras
 
     class KerasPushToHubCallback(PushToHubCallback, tf_keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            if _is_model(self.model):
+                self._check_frameworks(self.model)  # before the first epoch, not at its end
+            # a resumed run goes on counting from the optimizer's restored iteration count
+            iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+            self._steps = int(iterations.numpy()) if iterations is not None else 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._epoch = epoch  # epochs completed (Keras counts from 0; fit(initial_epoch=…) starts there)
+
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             self._steps += 1
             self.on_step(self.model, self._steps)

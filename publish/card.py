@@ -43,6 +43,7 @@ class CardFacts:
     base_model: str | None = None
     verification: Verification | None = None
     provenance: dict[str, str] = field(default_factory=dict)
+    checkpoint: list[str] = field(default_factory=list)  # the training checkpoint's files (checkpoint/…), if pushed
 
 
 def build_card(facts: CardFacts, existing: str | None = None, source: str | None = None) -> Any:
@@ -105,12 +106,28 @@ def section(facts: CardFacts) -> str:
         if any(f.ran for f in v.functional.values()):
             lines += ["![max |Δ| per output and framework](verification.png)", ""]
         lines += ["`verification.json` has every tensor's result (schema `tensorferry.verification/2`).", ""]
+    if facts.checkpoint:
+        lines += checkpoint_section(facts)
     if facts.provenance:
         lines += ["### Provenance", ""]
         lines += [f"- {key}: {value}" for key, value in facts.provenance.items()]
         lines.append("")
     lines.append(END)
     return "\n".join(lines)
+
+
+def checkpoint_section(facts: CardFacts) -> list[str]:
+    """The card's lines on the training checkpoint pushed with the weights.
+
+    >>> checkpoint_section(CardFacts("a/b", {}, checkpoint=["checkpoint/trainer_state.json"]))[0]
+    '### Training checkpoint'
+    """
+    return ["### Training checkpoint", "",
+            "`checkpoint/` holds what resuming training needs, written with these weights during training: the "
+            "optimizer state and the step/epoch counters (" + ", ".join(f"`{f}`" for f in facts.checkpoint)
+            + "; safetensors, msgpack and JSON, no pickle). Resume into a fresh model and optimizer with:", "",
+            "```python", "from tensorferry.publish import load_checkpoint",
+            f'resumed = load_checkpoint("{facts.repo_id}", model, optimizer)  # -> resumed.step, resumed.epoch', "```", ""]
 
 
 def _verdict(v: Verification) -> str:

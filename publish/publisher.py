@@ -31,7 +31,7 @@ from typing import Any
 
 from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
-from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
+from tensorferry.converters.constants import CHECKPOINT_DIR, CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
 from tensorferry.converters.errors import HubError, InputError, VerificationError
 from tensorferry.converters.formats.digest import FileDigest
 from tensorferry.converters.maps.transformers import available as transformers_types
@@ -114,7 +114,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             max_shard_size: str | int = MAX_SHARD_SIZE, work_dir: str | Path | None = None, command: str | None = None,
             quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None,
             before_commit: Callable[[PublishResult], None] | None = None,
-            description_marker: str | None = None) -> PublishResult:
+            description_marker: str | None = None, extras: dict[str, Path] | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 
     ``verify``: ``"auto"`` (weights always, outputs where the frameworks are installed), ``"full"``
@@ -123,7 +123,8 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
     ``before_commit(result)`` runs after verification, just before the first write (a race guard:
     raising stops the publish with nothing sent); ``description_marker`` is a line appended to the
-    commit / PR description (``tensorferry batch`` finds its PRs by it).
+    commit / PR description (``tensorferry batch`` finds its PRs by it).  ``extras`` (repo path →
+    local file) go into the same commit as they are: the callback's ``checkpoint/`` folder.
     """
     started = time.perf_counter()
     hub = Hub.resolve(endpoint, token)
@@ -143,6 +144,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True,
                             structure=structure) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
+        files += _extras(extras or {}, files)
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
         remote = _remote(hub, repo_id, branch, [f.path for f in files] + [README, *VERIFICATION])
         result.parent_commit = parent_commit or remote.head
@@ -240,6 +242,17 @@ def _files(path: Path, source: Source, kept: str | None, staging: Path, converte
         config = staging / CONFIG if (staging / CONFIG).exists() else source.config_path
         out.append(PlannedFile(CONFIG, config, config.stat().st_size))
     return out, {fw: by_fw[fw] for fw in FRAMEWORKS if fw in by_fw}
+
+
+def _extras(extras: dict[str, Path], files: list[PlannedFile]) -> list[PlannedFile]:
+    """EXTRAS as planned files; a path the weights, config or card already take is refused."""
+    taken = {f.path for f in files} | {README, *VERIFICATION}
+    out = []
+    for path, local in sorted(extras.items()):
+        if path in taken or path.startswith("/") or ".." in path.split("/"):
+            raise InputError(path, "cannot be published as an extra file: the path is taken or not inside the repo")
+        out.append(PlannedFile(path, Path(local), Path(local).stat().st_size))
+    return out
 
 
 def _read(path: Path, name: str) -> str | None:
@@ -359,7 +372,8 @@ def _facts(repo_id: str, source: Source, by_fw: dict[str, list[str]], made: list
                            source_framework=source.framework, converted=list(made),
                            architecture=config["architectures"][0] if transformers else None,
                            library_name="transformers" if transformers else None,
-                           base_model=record["id"] if record else None, verification=verification, provenance=provenance)
+                           base_model=record["id"] if record else None, verification=verification, provenance=provenance,
+                           checkpoint=[f.path for f in files if f.path.startswith(CHECKPOINT_DIR + "/")])
 
 
 # the one commit ----------------------------------------------------------------------------------------

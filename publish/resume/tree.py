@@ -1,0 +1,77 @@
+"""A state tree (an optimizer's ``state_dict()``) split into JSON and a flat table of tensors, and joined back.
+
+Only what JSON says exactly is kept in JSON: ``None``, booleans, integers, floats, strings, lists,
+tuples and dicts; tensors go to the table (written as safetensors by the caller) and leave a
+reference behind.  Anything else — a function, an object, a class — is refused with an
+``InputError`` naming where it sits: nothing is ever pickled.  Tuples and dicts whose keys are not
+plain strings (PyTorch keys optimizer state by parameter number) are tagged so they come back as
+they were.
+
+>>> doc, table = split({"state": {0: {"step": "T"}}, "betas": (0.9, 0.999)}, is_tensor=lambda v: v == "T")
+>>> doc, table
+({'state': {'__items__': [[0, {'step': {'__tensor__': 't0'}}]]}, 'betas': {'__tuple__': [0.9, 0.999]}}, {'t0': 'T'})
+>>> join(doc, table)
+{'state': {0: {'step': 'T'}}, 'betas': (0.9, 0.999)}
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tensorferry.converters.errors import InputError
+
+TAGS = ("__tensor__", "__tuple__", "__items__", "__float__")
+PLAIN = (type(None), bool, int, str)
+
+
+def split(tree: Any, is_tensor: Callable[[Any], bool], where: str = "optimizer") -> tuple[Any, dict[str, Any]]:
+    """TREE as a JSON-able document and ``{key: tensor}``; raises ``InputError`` at the first value JSON cannot hold."""
+    table: dict[str, Any] = {}
+
+    def walk(value: Any, path: str) -> Any:
+        if is_tensor(value):
+            key = f"t{len(table)}"
+            table[key] = value
+            return {"__tensor__": key}
+        if isinstance(value, PLAIN):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return {"__float__": repr(value)}  # JSON has no inf/nan: kept as text
+            return value
+        if isinstance(value, tuple) and not hasattr(value, "_fields"):  # a named tuple is a class: refused below
+            return {"__tuple__": [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]}
+        if isinstance(value, list):
+            return [walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, Mapping):
+            keys = list(value)
+            for k in keys:
+                if not isinstance(k, (str, int)) or isinstance(k, bool):
+                    raise InputError(where, f"{path}: key {k!r} ({type(k).__name__}) cannot be saved safely (only strings and integers)")
+            if all(isinstance(k, str) and k not in TAGS for k in keys):
+                return {k: walk(v, f"{path}.{k}") for k, v in value.items()}
+            return {"__items__": [[k, walk(v, f"{path}[{k!r}]")] for k, v in value.items()]}
+        raise InputError(where, f"{path}: a {type(value).__name__} cannot be saved safely (tensors, numbers, strings, "
+                                "lists, tuples and dicts only; nothing is pickled)")
+
+    return walk(tree, "state"), table
+
+
+def join(doc: Any, table: Mapping[str, Any], where: str = "optimizer") -> Any:
+    """The tree ``split`` gave DOC and TABLE for; raises ``InputError`` for a reference the table lacks."""
+    if isinstance(doc, list):
+        return [join(v, table, where) for v in doc]
+    if not isinstance(doc, dict):
+        return doc
+    if "__tensor__" in doc:
+        if doc["__tensor__"] not in table:
+            raise InputError(where, f"refers to tensor {doc['__tensor__']!r}, which the tensor file lacks")
+        return table[doc["__tensor__"]]
+    if "__float__" in doc:
+        return float(doc["__float__"])
+    if "__tuple__" in doc:
+        return tuple(join(v, table, where) for v in doc["__tuple__"])
+    if "__items__" in doc:
+        return {k: join(v, table, where) for k, v in doc["__items__"]}
+    return {k: join(v, table, where) for k, v in doc.items()}
