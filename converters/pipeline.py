@@ -279,6 +279,8 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
     collection = {name: c for m, c in moves for name, _, _ in m.targets}
     main = [(n, s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
+    if fw == "tf" and plan.keras3 is not None:
+        return _keras3_variant(plan, out, extras, digests)
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
             if dt.name not in module.CAN_HOLD:
@@ -325,6 +327,28 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
         return Output(fw, listed, total, len(main), written if digests else {})
 
     return _Variant(fw, by_name, side + [n for o in orders for n in o], write)
+
+
+def _keras3_variant(plan: Plan, out: Path, extras: bool, digests: bool) -> _Variant:
+    """A Keras 3 model's own ``model.weights.h5``: one file, Keras' groups and order, bfloat16 kept."""
+    from .formats import keras3_file
+
+    moves = plan.targets["tf"]
+    by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
+    planned = {n: (s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")}
+    specs = {path: planned[path] for path, _ in plan.keras3.datasets}
+    side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
+    ties = plan.source.ties
+
+    def write(produce: Callable[[str], np.ndarray], files) -> Output:
+        side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
+        if ties and extras:
+            side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
+        name = keras3_file.WEIGHTS
+        digest = keras3_file.write(files.path(out / name), plan.keras3.groups, specs, produce, side_arrays or None, digests)
+        return Output("tf", [name], digest.size, len(specs), {name: digest} if digests else {})
+
+    return _Variant("tf", by_name, side + keras3_file.order(specs), write)
 
 
 def _write_all(variants: list[_Variant], producer: Producer, files, progress: Callable[[int], None] | None) -> list[Output]:

@@ -56,6 +56,7 @@ class Plan:
     # Guided targets (a model was given): how each layer was paired, and Keras' exact h5 layout.
     pairings: dict[str, list[dict]] = field(default_factory=dict)
     tf_layout: list[tuple[str, list[str]]] | None = None
+    keras3: object = None  # a Keras 3 model was given for tf: its model.weights.h5 layout (guided.keras3.H5Layout)
 
     @property
     def canonical_specs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -152,6 +153,7 @@ def _guided(plan: Plan, targets: list[str], modules: dict[str, Module], alike: d
         g = guided.plan_target(fw, options.models[fw], modules, allowed, order, ordered, tree)
         plan.targets[fw], plan.pairings[fw] = g.moves, g.pairings
         plan.tf_layout = g.tf_layout if fw == "tf" else plan.tf_layout
+        plan.keras3 = g.keras3 if fw == "tf" else plan.keras3
         for name, decision in g.decisions.items():
             if plan.decisions.get(name, Decision("", "")).how != "model":
                 plan.decisions[name] = decision
