@@ -115,6 +115,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         for module, why in result.heuristics.items():
             print(f"heuristic: {module} taken as {why}", file=sys.stderr)
         _notes(source.found, result.dropped, result.warnings)
+        if result.keras:
+            print(f"keras archive: {result.keras['class_name']} (module {result.keras['module']}), saved by Keras "
+                  f"{result.keras['keras_version']}", file=sys.stderr)
         print(f"wrote {args.out} in {result.seconds:.2f}s")
         if args.verify:
             print(verification.summary())

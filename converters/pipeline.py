@@ -59,6 +59,7 @@ class ConvertResult:
     checkpoint: dict | None = None  # a training checkpoint: {"key", "ignored", "stripped"}
     dropped: list[str] = field(default_factory=list)  # source tensors --drop left out
     warnings: list[str] = field(default_factory=list)
+    keras: dict | None = None  # a .keras archive source: what its config.json and metadata.json say
 
     def to_json(self) -> dict:
         return {
@@ -67,6 +68,7 @@ class ConvertResult:
                              "sha256": {f: d.sha256 for f, d in o.digests.items()}} for fw, o in self.outputs.items()},
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
             "checkpoint": self.checkpoint, "dropped": self.dropped, "warnings": self.warnings,
+            **({"keras": self.keras} if self.keras else {}),
         }
 
 
@@ -127,7 +129,8 @@ def convert(
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
-                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
+                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings,
+                           keras=keras_report(source.keras))
     producer = Producer(source, plan.canonical)
     variants = [_variant(fw, plan, out, shard_size, extras, digests) for fw in to]
     with atomic_outputs() as files:
@@ -138,6 +141,21 @@ def convert(
             shutil.copyfile(source.config_path, files.path(out / CONFIG))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def keras_report(archive: dict | None) -> dict | None:
+    """What a ``.keras`` archive's config.json and metadata.json say: class, module, Keras version, config.
+
+    >>> keras_report({"config": {"class_name": "Functional", "module": "keras", "config": {"name": "m"}}, "metadata": {"keras_version": "3.15.1"}})["class_name"]
+    'Functional'
+    """
+    if not archive:
+        return None
+    config, meta = archive.get("config") or {}, archive.get("metadata") or {}
+    pick = lambda d, k: d.get(k) if isinstance(d.get(k), str) else None  # noqa: E731 - only text is reported as such
+    return {"class_name": pick(config, "class_name"), "module": pick(config, "module"),
+            "registered_name": pick(config, "registered_name"), "keras_version": pick(meta, "keras_version"),
+            "date_saved": pick(meta, "date_saved"), "config": config.get("config")}
 
 
 def select(source: Source, drop: Sequence[str] = ()) -> tuple[list[str], list[str]]:
@@ -179,6 +197,7 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
 
     to = parse_frameworks(to)
     models = {fw: m for fw, m in parse_models(models).items()}
+    keras_order = None
     if models:
         from .guided import load_model
 
@@ -188,6 +207,8 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
             unknown = sorted(set(source.infos) - set(structure.state_dict()))
             if unknown:
                 raise InputError("--model pt", f"the PyTorch model has no {', '.join(unknown[:5])}: it is not this checkpoint's model")
+        if "tf" in models and "tf" not in to and source.framework == "tf":
+            keras_order = _keras3_structure(source, models.pop("tf"))
         unused = sorted(set(models) - set(to))
         if unused:
             raise InputError("--model", f"a model for {', '.join(unused)}, which is not a target (--to {','.join(to)})")
@@ -196,12 +217,31 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
     given = dict(check_table(kinds, "kinds") if kinds else {})
     if isinstance(structure, dict):
         check_table(structure, "structure")
+    if keras_order:
+        order = keras_order
     if structure is not None:
         from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
         order = [k for k in from_model if not isinstance(structure, dict)] or order
         given.update({k: v for k, v in from_model.items() if v})
     return build(source, Options(list(to), kind_map=kind_map, structure=given or None, strict=strict,
                                  cast=cast, order=order, models=models or None))
+
+
+def _keras3_structure(source: Source, model: object) -> list[str]:
+    """A Keras 3 model as the structure of its own weights: names from its variables, and its layers'
+    creation order (as module regexes, every prefix listed where it first appears)."""
+    from .checkpoint import use_keras3_model
+    from .guided import keras3
+
+    if not keras3.is_keras3(model):
+        raise InputError("--model tf", "for a TF source that is not a target, the model must be a Keras 3 model (its structure)")
+    use_keras3_model(source, model)
+    order: dict[str, None] = {}
+    for slot in keras3.slots(model):
+        parts = slot.module.split(".")
+        for i in range(1, len(parts) + 1):
+            order.setdefault(re.escape(".".join(parts[:i])), None)
+    return list(order)
 
 
 def parse_models(models: dict[str, object] | Sequence[str] | None) -> dict[str, object]:
