@@ -20,7 +20,7 @@ import numpy as np
 from .constants import CONFIG, EXTRA, FILES, STANDARD, TIES_KEY
 from .errors import InputError
 from .formats import limits
-from .formats import keras3_file
+from .formats import keras3_file, orbax_dir
 from .formats.h5_file import KerasH5File, native_dtype
 from .formats.msgpack_file import MsgpackFile
 from .formats.pickle_file import PickleFile
@@ -183,6 +183,8 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
     if not src.exists():
         raise InputError(src, "no such file or folder")
     config_path = None
+    if src.is_dir() and orbax_dir.is_orbax(src):
+        return _open_orbax(src, framework)
     if src.is_dir():
         root = src
         found = [(fw, src / f.single, src / f.index) for fw, f in STANDARD if _lexists(src / f.single) or _lexists(src / f.index)]
@@ -253,6 +255,18 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
         del source.extras[TIES_KEY]
     if not source.infos:
         raise InputError(src, "holds no tensors")
+    return source
+
+
+def _open_orbax(src: Path, framework: str | None) -> Source:
+    """An Orbax checkpoint folder (a Flax NNX state): read as Flax weights, RNG state left out."""
+    if framework and framework != "flax":
+        raise InputError(src, f"is an Orbax checkpoint (Flax), not {framework}")
+    reader = orbax_dir.OrbaxDir(src)
+    source = Source("flax", [src], infos=reader.infos)
+    source._where = {n: reader for n in source.infos}
+    if not source.infos:
+        raise InputError(src, "the Orbax checkpoint holds no weights")
     return source
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import dtypes
 from .checkpoint import Source, open_source
-from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, TIES_KEY, parse_frameworks
+from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, NNX_DIR, TIES_KEY, parse_frameworks
 from .errors import InputError
 from .formats import atomic_outputs, h5_file, msgpack_file, safetensors_file
 from .formats.digest import FileDigest
@@ -209,6 +209,14 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
                 raise InputError("--model pt", f"the PyTorch model has no {', '.join(unknown[:5])}: it is not this checkpoint's model")
         if "tf" in models and "tf" not in to and source.framework == "tf":
             keras_order = _keras3_structure(source, models.pop("tf"))
+        if "flax" in models and "flax" not in to and source.framework == "flax":
+            from .guided import nnx
+
+            model = models.pop("flax")
+            if not nnx.is_nnx(model):
+                raise InputError("--model flax", "for a Flax source that is not a target, the model must be an NNX module (its structure)")
+            keras_order, nnx_kinds = nnx.structure(model)
+            kinds = {**nnx_kinds, **(kinds or {})}
         unused = sorted(set(models) - set(to))
         if unused:
             raise InputError("--model", f"a model for {', '.join(unused)}, which is not a target (--to {','.join(to)})")
@@ -321,6 +329,8 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
     if fw == "tf" and plan.keras3 is not None:
         return _keras3_variant(plan, out, extras, digests)
+    if fw == "flax" and plan.nnx is not None:
+        return _nnx_variant(plan, out)
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
             if dt.name not in module.CAN_HOLD:
@@ -389,6 +399,22 @@ def _keras3_variant(plan: Plan, out: Path, extras: bool, digests: bool) -> _Vari
         return Output("tf", [name], digest.size, len(specs), {name: digest} if digests else {})
 
     return _Variant("tf", by_name, side + keras3_file.order(specs), write)
+
+
+def _nnx_variant(plan: Plan, out: Path) -> _Variant:
+    """An NNX model's Orbax checkpoint: its state, weights from the source, RNG state from the template."""
+    from .formats import orbax_dir
+
+    moves = plan.targets["flax"]
+    by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
+    layout = plan.nnx
+
+    def write(produce: Callable[[str], np.ndarray], files) -> Output:
+        final = out / NNX_DIR
+        size = orbax_dir.write(files.folder(final), layout.template, layout.paths, produce)
+        return Output("flax", [NNX_DIR + "/"], size, len(layout.paths), {})
+
+    return _Variant("flax", by_name, orbax_dir.order(layout.template, layout.paths), write)
 
 
 def _write_all(variants: list[_Variant], producer: Producer, files, progress: Callable[[int], None] | None) -> list[Output]:

@@ -46,6 +46,7 @@ class Guided:
     decisions: dict[str, Decision]
     tf_layout: list[tuple[str, list[str]]] | None = None  # Keras: h5 groups and weight order
     keras3: object = None  # Keras 3: the model.weights.h5 layout (``keras3.H5Layout``)
+    nnx: object = None  # Flax NNX: the state the Orbax checkpoint fills (``nnx.NNXLayout``)
 
 
 def load_model(framework: str, spec: str | object) -> object:
@@ -71,10 +72,12 @@ def load_model(framework: str, spec: str | object) -> object:
 
 
 def _walker(framework: str, model: object):
-    from . import keras3
+    from . import keras3, nnx
 
     if framework == "tf" and keras3.is_keras3(model):
         return keras3
+    if framework == "flax" and nnx.is_nnx(model):
+        return nnx
     return importlib.import_module(f"{__name__}.{ {'tf': 'keras', 'flax': 'flax', 'pt': 'torch'}[framework]}")
 
 
@@ -126,7 +129,7 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
     pairs = pairing.pair(found, slots, fits)
     guided = _moves(framework, layout, slots, pairs, walker, model)
     if hasattr(walker, "record"):
-        guided.keras3 = walker.record(model)
+        setattr(guided, "keras3" if framework == "tf" else "nnx", walker.record(model))
     return guided
 
 
