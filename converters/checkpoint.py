@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import CONFIG, EXTRA, FILES, STANDARD, TIES_KEY
+from .constants import CONFIG, EXTRA, FILES, NNX_DIR, STANDARD, TIES_KEY
 from .errors import InputError
 from .formats import limits
 from .formats import keras3_file, orbax_dir
@@ -188,10 +188,12 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
     if src.is_dir():
         root = src
         found = [(fw, src / f.single, src / f.index) for fw, f in STANDARD if _lexists(src / f.single) or _lexists(src / f.index)]
-        if not found:
-            found = [("tf", p, p) for pattern in KERAS3_NAMES for p in sorted(src.glob(pattern)) if p.is_file()][:1]
         if framework:
             found = [f for f in found if f[0] == framework]
+        if not found and framework in (None, "tf"):  # a Keras 3 file (what --model tf= writes for a Keras 3 model)
+            found = [("tf", p, p) for pattern in KERAS3_NAMES for p in sorted(src.glob(pattern)) if p.is_file()][:1]
+        if not found and framework in (None, "flax") and orbax_dir.is_orbax(src / NNX_DIR):
+            return _open_orbax(src / NNX_DIR, framework)  # the NNX variant --model flax= writes
         kinds = sorted({fw for fw, _, _ in found})
         if not found:
             names = ", ".join(sorted(p.name for p in src.iterdir())[:10]) or "nothing"

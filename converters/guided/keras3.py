@@ -38,6 +38,7 @@ class H5Layout:
 
     groups: list[tuple[str, dict]]
     datasets: list[tuple[str, object]]
+    model: object = None  # the model itself, which verification loads the file into
 
     @property
     def names(self) -> dict[str, str]:
@@ -76,7 +77,7 @@ def record(model) -> H5Layout:
         if not hasattr(value, "path") or not hasattr(value, "trainable"):
             raise ValueError(f"{path}: the layer saves a computed value, not a variable (a quantized or LoRA layer?); "
                              "tensorferry writes only layers that save their variables")
-    return H5Layout(store.groups, store.datasets)
+    return H5Layout(store.groups, store.datasets, model)
 
 
 def slots(model) -> list[Slot]:
