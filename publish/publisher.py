@@ -39,6 +39,7 @@ from tensorferry.converters.verify.report import Verification
 from tensorferry.converters.verify.run import verify_dir
 
 from . import card as cards
+from . import variants as variants_
 from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, redact, retry_after, status_of
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
@@ -112,12 +113,15 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             models: dict[str, str] | None = None, transformers_python: str | None = None,
             source_revision: str | None = None, source_endpoint: str | None = None, cache_dir: str | None = None,
             max_shard_size: str | int = "5GB", work_dir: str | Path | None = None, command: str | None = None,
-            quiet: bool = False, progress: Callable[[int], None] | None = None) -> PublishResult:
+            quiet: bool = False, progress: Callable[[int], None] | None = None,
+            variants: dict[str, object] | Sequence[str] | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 
     ``verify``: ``"auto"`` (weights always, outputs where the frameworks are installed), ``"full"``
     (outputs everywhere, else fail), ``"weights"``; a failed verification raises ``VerificationError``
-    and nothing is pushed.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
+    and nothing is pushed.  ``variants`` ({"keras3": model, "nnx": model} or ``"keras3=module:factory"``)
+    adds a Keras 3 ``keras3/model.weights.h5`` and an NNX Orbax ``nnx/`` written for those models
+    (``publish.variants``), each verified in its framework before the push.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
     """
     started = time.perf_counter()
@@ -137,6 +141,15 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         say(f"source: {src_path} ({source.framework}); converting to {', '.join(made) or 'nothing'}")
         converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
+        extra = variants_.parse(variants)
+        by_variant, checks = {}, {}
+        if extra:
+            say(f"writing {', '.join(extra)} for the given models ...")
+            written, by_variant, checks = variants_.write(source, staging, extra)
+            files += [PlannedFile(path, local, size, digest) for path, local, size, digest in written]
+            failed = [f"{name}: {c.brief()} ({', '.join(t.name for t in c.failures[:5])})" for name, c in checks.items() if not c.passed]
+            if failed:
+                raise VerificationError(repo_id, "verification FAILED, nothing was pushed:\n" + "\n".join(failed))
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
         remote = _remote(hub, repo_id, branch, [f.path for f in files] + [README, *VERIFICATION])
         result.parent_commit = parent_commit or remote.head
@@ -152,6 +165,8 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         if require_outputs and (verification is None or not verification.complete):
             raise VerificationError(repo_id, "outputs were not compared in every framework (--require-outputs); nothing was pushed")
         facts = _facts(repo_id, source, by_fw, made, files, verification, record, command)
+        facts.variants, facts.variant_models = by_variant, dict(extra)
+        facts.variant_checks = {name: c.brief() for name, c in checks.items()}
         card = cards.build_card(facts, existing=remote.readme, source=_read(src_path, README))
         (staging / README).write_text(str(card))
         files += [PlannedFile(README, staging / README, (staging / README).stat().st_size)]
