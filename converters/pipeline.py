@@ -20,7 +20,7 @@ import numpy as np
 
 from . import dtypes
 from .checkpoint import Source, open_source
-from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, NNX_DIR, TIES_KEY, parse_frameworks
+from .constants import CONFIG, EXTRA, FILES, FRAMEWORKS, TIES_KEY, parse_frameworks
 from .errors import InputError
 from .formats import atomic_outputs, h5_file, msgpack_file, safetensors_file
 from .formats.digest import FileDigest
@@ -31,18 +31,8 @@ from .ops import contiguous
 from .plan import Options, Plan, build
 from .selection import drop_names
 from .tensors import Cancelled, Tensors, return_freed_memory
-
-
-@dataclass
-class Output:
-    """One framework's variant as written: file names in order, total bytes, tensors, and each
-    weights file's size and sha256 (computed while writing, for the Hub's LFS)."""
-
-    framework: str
-    files: list[str]
-    bytes: int
-    tensors: int
-    digests: dict[str, FileDigest] = field(default_factory=dict, repr=False)
+from .written import Output, Variant as _Variant
+from . import model_formats
 
 
 @dataclass
@@ -130,7 +120,7 @@ def convert(
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
                            checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings,
-                           keras=keras_report(source.keras))
+                           keras=model_formats.keras_report(source.keras))
     producer = Producer(source, plan.canonical)
     variants = [_variant(fw, plan, out, shard_size, extras, digests) for fw in to]
     with atomic_outputs() as files:
@@ -141,21 +131,6 @@ def convert(
             shutil.copyfile(source.config_path, files.path(out / CONFIG))
     result.seconds = time.perf_counter() - started
     return result
-
-
-def keras_report(archive: dict | None) -> dict | None:
-    """What a ``.keras`` archive's config.json and metadata.json say: class, module, Keras version, config.
-
-    >>> keras_report({"config": {"class_name": "Functional", "module": "keras", "config": {"name": "m"}}, "metadata": {"keras_version": "3.15.1"}})["class_name"]
-    'Functional'
-    """
-    if not archive:
-        return None
-    config, meta = archive.get("config") or {}, archive.get("metadata") or {}
-    pick = lambda d, k: d.get(k) if isinstance(d.get(k), str) else None  # noqa: E731 - only text is reported as such
-    return {"class_name": pick(config, "class_name"), "module": pick(config, "module"),
-            "registered_name": pick(config, "registered_name"), "keras_version": pick(meta, "keras_version"),
-            "date_saved": pick(meta, "date_saved"), "config": config.get("config")}
 
 
 def select(source: Source, drop: Sequence[str] = ()) -> tuple[list[str], list[str]]:
@@ -208,7 +183,7 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
             if unknown:
                 raise InputError("--model pt", f"the PyTorch model has no {', '.join(unknown[:5])}: it is not this checkpoint's model")
         if "tf" in models and "tf" not in to and source.framework == "tf":
-            keras_order = _keras3_structure(source, models.pop("tf"))
+            keras_order = model_formats.keras3_structure(source, models.pop("tf"))
         if "flax" in models and "flax" not in to and source.framework == "flax":
             from .guided import nnx
 
@@ -233,23 +208,6 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
         given.update({k: v for k, v in from_model.items() if v})
     return build(source, Options(list(to), kind_map=kind_map, structure=given or None, strict=strict,
                                  cast=cast, order=order, models=models or None))
-
-
-def _keras3_structure(source: Source, model: object) -> list[str]:
-    """A Keras 3 model as the structure of its own weights: names from its variables, and its layers'
-    creation order (as module regexes, every prefix listed where it first appears)."""
-    from .checkpoint import use_keras3_model
-    from .guided import keras3
-
-    if not keras3.is_keras3(model):
-        raise InputError("--model tf", "for a TF source that is not a target, the model must be a Keras 3 model (its structure)")
-    use_keras3_model(source, model)
-    order: dict[str, None] = {}
-    for slot in keras3.slots(model):
-        parts = slot.module.split(".")
-        for i in range(1, len(parts) + 1):
-            order.setdefault(re.escape(".".join(parts[:i])), None)
-    return list(order)
 
 
 def parse_models(models: dict[str, object] | Sequence[str] | None) -> dict[str, object]:
@@ -310,16 +268,6 @@ class Producer:
         return {name: arrays[name] for name in wanted}
 
 
-@dataclass
-class _Variant:
-    """One target's files as planned: what each file holds, and the order its writer asks for tensors."""
-
-    framework: str
-    moves: dict[str, Move]  # target tensor name → the move that makes it
-    order: list[str]  # every tensor the writer asks for, in the order it asks (side data first)
-    write: Callable[[Callable[[str], np.ndarray], object], Output]  # (produce, atomic outputs) → Output
-
-
 def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, digests: bool) -> _Variant:
     module, names_of = MODULES[fw], FILES[fw]
     moves = plan.targets[fw]
@@ -328,9 +276,9 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
     main = [(n, s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
     if fw == "tf" and plan.keras3 is not None:
-        return _keras3_variant(plan, out, extras, digests)
+        return model_formats.keras3_variant(plan, out, extras, digests)
     if fw == "flax" and plan.nnx is not None:
-        return _nnx_variant(plan, out)
+        return model_formats.nnx_variant(plan, out)
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
             if dt.name not in module.CAN_HOLD:
@@ -377,44 +325,6 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
         return Output(fw, listed, total, len(main), written if digests else {})
 
     return _Variant(fw, by_name, side + [n for o in orders for n in o], write)
-
-
-def _keras3_variant(plan: Plan, out: Path, extras: bool, digests: bool) -> _Variant:
-    """A Keras 3 model's own ``model.weights.h5``: one file, Keras' groups and order, bfloat16 kept."""
-    from .formats import keras3_file
-
-    moves = plan.targets["tf"]
-    by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
-    planned = {n: (s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")}
-    specs = {path: planned[path] for path, _ in plan.keras3.datasets}
-    side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
-    ties = plan.source.ties
-
-    def write(produce: Callable[[str], np.ndarray], files) -> Output:
-        side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
-        if ties and extras:
-            side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
-        name = keras3_file.WEIGHTS
-        digest = keras3_file.write(files.path(out / name), plan.keras3.groups, specs, produce, side_arrays or None, digests)
-        return Output("tf", [name], digest.size, len(specs), {name: digest} if digests else {})
-
-    return _Variant("tf", by_name, side + keras3_file.order(specs), write)
-
-
-def _nnx_variant(plan: Plan, out: Path) -> _Variant:
-    """An NNX model's Orbax checkpoint: its state, weights from the source, RNG state from the template."""
-    from .formats import orbax_dir
-
-    moves = plan.targets["flax"]
-    by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
-    layout = plan.nnx
-
-    def write(produce: Callable[[str], np.ndarray], files) -> Output:
-        final = out / NNX_DIR
-        size = orbax_dir.write(files.folder(final), layout.template, layout.paths, produce)
-        return Output("flax", [NNX_DIR + "/"], size, len(layout.paths), {})
-
-    return _Variant("flax", by_name, orbax_dir.order(layout.template, layout.paths), write)
 
 
 def _write_all(variants: list[_Variant], producer: Producer, files, progress: Callable[[int], None] | None) -> list[Output]:

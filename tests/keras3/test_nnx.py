@@ -80,8 +80,9 @@ def test_orbax_source_without_structure_names_leaves_and_skips_rng_state(case):
     if case["family"] == "lstm":
         assert "layers/0/forward_rnn/cell/if/kernel" in source.infos  # NNX's if_ read as linen's if
     if case["family"] == "block":  # five LayerNorms alike and a sorted tree: the NNX model must say the order
-        with pytest.raises(LayoutError, match="creation order"):
+        with pytest.raises(LayoutError, match="creation order") as err:
             convert(source, case["dir"] / "nope", to=["pt"], models={"pt": _torch("block")})
+        assert "--model flax=" in str(err.value)
 
 
 def test_linen_msgpack_to_nnx(tmp_path):
