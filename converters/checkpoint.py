@@ -30,7 +30,7 @@ from .layouts import tf
 
 FORMAT_FRAMEWORK = {"safetensors": "pt", "pickle": "pt", "h5": "tf", "msgpack": "flax", "keras": "tf"}
 # Keras 3 files found in a folder when no standard name is there, in order of preference.
-KERAS3_NAMES = ("model.weights.h5", "*.weights.h5", "*.keras")
+KERAS3_NAMES = ("model.weights.h5", "model.weights.json", "*.weights.json", "*.weights.h5", "*.keras")
 
 
 def sniff(path: Path) -> str:
@@ -218,6 +218,8 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
                  for n in dict.fromkeys(weight_map.values())]
         if target.name == FILES["tf"].index:
             model_name = next(iter(weight_map)).split("/", 1)[0]
+    if target.name.endswith(".weights.json"):  # Keras 3's sharded weights
+        return _open_keras3_sharded(target, framework, config, config_path)
     fmts = {f: sniff(f) for f in files}
     fws = {FORMAT_FRAMEWORK[x] for x in fmts.values()}
     if len(fws) > 1:
@@ -260,6 +262,26 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
     return source
 
 
+def _open_keras3_sharded(index: Path, framework: str | None, config: dict | None, config_path: Path | None) -> Source:
+    if framework and framework != "tf":
+        raise InputError(index, f"holds Keras 3 (tf) weights, not {framework}")
+    readers = keras3_file.open_sharded(index)
+    source = Source("tf", [index], config, config_path)
+    for reader in readers:
+        for name, spec in reader.infos.items():
+            if name in source.infos:
+                raise InputError(reader.path, f"tensor {name!r} appears in more than one shard")
+            source.infos[name], source._where[name] = spec, reader
+        for name, ds in reader.extras.items():
+            source.extras[name] = (tuple(ds.shape), native_dtype(ds))
+            source._where[f"{EXTRA}/{name}"] = reader
+    if TIES_KEY in source.extras:
+        where = source._where[f"{EXTRA}/{TIES_KEY}"]
+        source.ties.update(limits.ties(np.asarray(source.load(f"{EXTRA}/{TIES_KEY}")).tobytes(), where.path))
+        del source.extras[TIES_KEY]
+    return source
+
+
 def _open_orbax(src: Path, framework: str | None) -> Source:
     """An Orbax checkpoint folder (a Flax NNX state): read as Flax weights, RNG state left out."""
     if framework and framework != "flax":
@@ -276,19 +298,25 @@ def use_keras3_model(source: Source, model: object) -> None:
     """Re-read a Keras 3 source with MODEL's structure: its variables' names instead of layer paths."""
     from .guided.keras3 import native_names
 
-    readers = set(map(id, source._where.values()))
-    reader = next(iter(source._where.values()))
-    if len(readers) != 1 or not isinstance(reader, keras3_file.Keras3H5File):
+    readers = {id(r): r for r in source._where.values()}
+    if not all(isinstance(r, keras3_file.Keras3H5File) for r in readers.values()):
         raise InputError("--model tf", "a Keras 3 model gives structure to Keras 3 weights (model.weights.h5, .keras) only")
     try:
         names = native_names(model)
     except ValueError as e:
         raise InputError("--model tf", str(e)) from None
-    fresh = keras3_file.KerasArchive(reader.path, names) if isinstance(reader, keras3_file.KerasArchive) \
-        else keras3_file.Keras3H5File(reader.path, names)
-    source.infos = dict(fresh.infos)
-    source.extras = {n: (tuple(ds.shape), native_dtype(ds)) for n, ds in fresh.extras.items() if n != TIES_KEY}
-    source._where = {**{n: fresh for n in source.infos}, **{f"{EXTRA}/{n}": fresh for n in fresh.extras}}
+    reader = next(iter(readers.values()))
+    if source.files[0].name.endswith(".weights.json"):
+        fresh_readers = keras3_file.open_sharded(source.files[0], names)
+    elif isinstance(reader, keras3_file.KerasArchive):
+        fresh_readers = [keras3_file.KerasArchive(reader.path, names)]
+    else:
+        fresh_readers = [keras3_file.Keras3H5File(reader.path, names)]
+    source.infos, source.extras, source._where = {}, {}, {}
+    for fresh in fresh_readers:
+        source.infos.update(fresh.infos)
+        source.extras.update({n: (tuple(ds.shape), native_dtype(ds)) for n, ds in fresh.extras.items() if n != TIES_KEY})
+        source._where.update({**{n: fresh for n in fresh.infos}, **{f"{EXTRA}/{n}": fresh for n in fresh.extras}})
 
 
 def _lexists(path: Path) -> bool:

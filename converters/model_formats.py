@@ -52,8 +52,9 @@ def keras3_structure(source: Source, model: object) -> list[str]:
     return list(order)
 
 
-def keras3_variant(plan: Plan, out: Path, extras: bool, digests: bool) -> Variant:
-    """A Keras 3 model's own ``model.weights.h5``: one file, Keras' groups and order, bfloat16 kept."""
+def keras3_variant(plan: Plan, out: Path, extras: bool, digests: bool, max_shard: int) -> Variant:
+    """A Keras 3 model's own ``model.weights.h5`` (Keras' groups and order, bfloat16 kept), or past
+    ``max_shard`` bytes the ``model.weights.json`` index and shards Keras' ``ShardedH5IOStore`` writes."""
     from .formats import keras3_file
 
     moves = plan.targets["tf"]
@@ -63,13 +64,38 @@ def keras3_variant(plan: Plan, out: Path, extras: bool, digests: bool) -> Varian
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
     ties = plan.source.ties
 
+    layout = plan.keras3
+    total = sum(int(np.prod(s, dtype=np.int64)) * d.itemsize for s, d in specs.values())
+    of_data, of_group = keras3_file.shard_plan(specs, layout.groups, layout.made_at, max_shard) if total > max_shard else ([], [])
+    count = max(of_data + of_group, default=0) + 1
+
     def write(produce: Callable[[str], np.ndarray], files) -> Output:
         side_arrays = {n[len(EXTRA) + 1:]: np.asarray(produce(n)) for n in side}
         if ties and extras:
             side_arrays[TIES_KEY] = np.frombuffer(json.dumps(ties).encode(), np.uint8)
-        name = keras3_file.WEIGHTS
-        digest = keras3_file.write(files.path(out / name), plan.keras3.groups, specs, produce, side_arrays or None, digests)
-        return Output("tf", [name], digest.size, len(specs), {name: digest} if digests else {})
+        if not of_data:
+            name = keras3_file.WEIGHTS
+            digest = keras3_file.write(files.path(out / name), layout.groups, specs, produce, side_arrays or None, digests)
+            return Output("tf", [name], digest.size, len(specs), {name: digest} if digests else {})
+        written, weight_map = {}, {}
+        for i in range(count):
+            name = keras3_file.shard_name(i)
+            mine = {p: spec for (p, spec), k in zip(specs.items(), of_data) if k == i}
+            groups = [g for g, k in zip(layout.groups, of_group) if k == i and g[1]]  # attributes where Keras made them
+            written[name] = keras3_file.write(files.path(out / name), groups, mine, produce,
+                                              side_arrays if i == count - 1 and side_arrays else None, digests)
+            for path in mine:  # Keras: a group's first variable records its shard's name, a second makes it a list
+                group = "/" + path.rsplit("/", 1)[0]
+                if group not in weight_map:
+                    weight_map[group] = name
+                else:
+                    have = weight_map[group] if isinstance(weight_map[group], list) else [weight_map[group]]
+                    weight_map[group] = have + [name] * (name not in have)
+        index = {"metadata": {"total_size": float(total)},
+                 "weight_map": weight_map}
+        files.path(out / keras3_file.INDEX).write_text(json.dumps(index, indent=4))
+        listed = [*written, keras3_file.INDEX]
+        return Output("tf", listed, sum(d.size for d in written.values()), len(specs), written if digests else {})
 
     return Variant("tf", by_name, side + keras3_file.order(specs), write)
 

@@ -276,7 +276,7 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
     main = [(n, s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
     if fw == "tf" and plan.keras3 is not None:
-        return model_formats.keras3_variant(plan, out, extras, digests)
+        return model_formats.keras3_variant(plan, out, extras, digests, max_shard)
     if fw == "flax" and plan.nnx is not None:
         return model_formats.nnx_variant(plan, out)
     if module.CAN_HOLD is not None:

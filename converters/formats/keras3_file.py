@@ -19,6 +19,7 @@ members are read by those exact names, never extracted, so no archive path is ev
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ from .h5_file import EXTRAS_GROUP, KerasH5File, _contiguous_unfilled, _fill, _pr
 
 BF16 = "bfloat16"
 WEIGHTS, CONFIG, METADATA = "model.weights.h5", "config.json", "metadata.json"
+INDEX = "model.weights.json"  # sharded: this index and model_00000.weights.h5, model_00001.weights.h5, …
+SHARD = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*\.weights\.h5")  # a plain file name in the index's folder
 MAX_JSON = 64 << 20  # a config larger than this is not a model config
 
 
@@ -71,6 +74,32 @@ def write(path: str | Path, groups: Sequence[tuple[str, dict]], specs: dict[str,
     return _fill(Path(path), sorted(regions), specs, produce, digest)
 
 
+def shard_plan(specs: dict[str, tuple[tuple[int, ...], np.dtype]], groups: list[tuple[str, dict]], made_at: list[int],
+               max_bytes: int) -> tuple[list[int], list[int]]:
+    """Keras' ``ShardedH5IOStore`` rule: (shard of each dataset, shard of each group).
+
+    A tensor goes to the current shard unless that makes the shard larger than ``max_bytes``
+    (then a new shard starts with it); a group lands in the shard current when Keras made it.
+
+    >>> f4 = np.dtype("float32")
+    >>> shard_plan({"a": ((4,), f4), "b": ((4,), f4), "c": ((4,), f4)}, [("x", {}), ("y", {})], [0, 2], 32)
+    ([0, 0, 1], [0, 0])
+    """
+    shard, current, of_data = 0, 0, []
+    for shape, dt in specs.values():
+        size = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        current += size
+        if current > max_bytes:
+            shard, current = shard + 1, size
+        of_data.append(shard)
+    return of_data, [of_data[k - 1] if k else 0 for k in made_at]
+
+
+def shard_name(i: int) -> str:
+    """Keras' name of shard I (0-based): ``model_00000.weights.h5``."""
+    return f"model_{i:05}.weights.h5"
+
+
 def order(specs: dict[str, tuple[tuple[int, ...], np.dtype]]) -> list[str]:
     """The order in which ``write`` asks for tensors: scalars while laying out, then file order."""
     sized = [n for n, (s, _) in specs.items() if int(np.prod(s, dtype=np.int64))]
@@ -84,9 +113,10 @@ class Keras3H5File(KerasH5File):
     (``guided.keras3.native_names``); without it names come from layer paths and classes.
     """
 
-    def __init__(self, path: str | Path, names: dict[str, str] | None = None, member=None) -> None:
+    def __init__(self, path: str | Path, names: dict[str, str] | None = None, member=None, shard: bool = False) -> None:
         self._given = names
         self._member = member
+        self._shared: dict[str, str] | None = {} if shard else None  # a shard: every shard's layer names, once known
         if member is None:
             super().__init__(path)
             return
@@ -103,7 +133,7 @@ class Keras3H5File(KerasH5File):
 
     def _index(self) -> None:
         f = self._file
-        if not is_keras3(f):
+        if not is_keras3(f) and self._shared is None:  # a shard may hold only a subclassed model's attribute groups
             raise InputError(self.path, "HDF5 file without Keras 3 `vars`/`layers` groups: not a Keras 3 weights file")
         found: list[str] = []
         groups: dict[str, str] = {}
@@ -118,6 +148,8 @@ class Keras3H5File(KerasH5File):
                 found.append(name)
 
         f.visititems(visit)
+        self.groups = dict(groups)
+        groups = {**groups, **(self._shared or {})}
         counts: dict[str, int] = {}
         for d in found:
             counts[names_.split(d)[0]] = counts.get(names_.split(d)[0], 0) + 1
@@ -144,11 +176,15 @@ class Keras3H5File(KerasH5File):
             if marked:
                 self._bf16.add(key)
         missing = sorted(set(self._given or ()) - set(self._paths.values()))
-        if missing:
+        if missing and self._shared is None:
             raise InputError(self.path, f"the given Keras model has variables the file lacks: {', '.join(missing[:4])}")
         extras = f.get(EXTRAS_GROUP)
         self.extras = {limits.tensor_name(k, self.path): self._get(extras, k) for k in extras} if isinstance(extras, h5py.Group) else {}
-        self.groups = groups
+
+    def reindex(self, groups: dict[str, str]) -> None:
+        """Name the datasets again knowing every shard's layer names (a group's attributes live in one shard)."""
+        self._shared = groups
+        self._index()
 
     @property
     def infos(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -169,7 +205,7 @@ def is_archive(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # noqa: BLE001 - any zip zipfile cannot list is not a .keras archive (the pickle reader says why)
         return False
     return WEIGHTS in names and CONFIG in names
 
@@ -207,3 +243,29 @@ class KerasArchive(Keras3H5File):
         if not isinstance(value, dict):
             raise InputError(path, f"{name} in the archive is not a JSON object")
         return value
+
+
+def open_sharded(index: Path, names: dict[str, str] | None = None) -> list[Keras3H5File]:
+    """The shards a Keras 3 ``*.weights.json`` lists (plain names in its folder), named with all shards' layer names."""
+    data = limits.read_json(index, "Keras 3 shard index", index.parent)
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InputError(index, "a Keras 3 shard index without a `weight_map` object")
+    shards: dict[str, None] = {}
+    for group, files in weight_map.items():
+        for name in files if isinstance(files, list) else [files]:
+            if not isinstance(name, str) or not SHARD.fullmatch(name):
+                raise InputError(index, f"`weight_map` gives {group!r} the shard {name!r}, not a .weights.h5 file in the index's folder")
+            shards[name] = None
+    readers = [Keras3H5File(limits.regular_file(index.parent / name, index.parent), names, shard=True) for name in shards]
+    groups: dict[str, str] = {}
+    for r in readers:
+        groups.update({k: v for k, v in r.groups.items() if v})
+    for r in readers:
+        r.reindex(groups)
+    if names is not None:
+        held = {p for r in readers for p in r._paths.values()}
+        missing = sorted(set(names) - held)
+        if missing:
+            raise InputError(index, f"the given Keras model has variables the shards lack: {', '.join(missing[:4])}")
+    return readers

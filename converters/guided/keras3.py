@@ -39,6 +39,7 @@ class H5Layout:
     groups: list[tuple[str, dict]]
     datasets: list[tuple[str, object]]
     model: object = None  # the model itself, which verification loads the file into
+    made_at: list[int] | None = None  # per group: how many datasets Keras had written when it made it (sharding)
 
     @property
     def names(self) -> dict[str, str]:
@@ -53,6 +54,7 @@ def record(model) -> H5Layout:
         def __init__(self) -> None:  # no file: nothing is opened or written
             self.groups: list[tuple[str, dict]] = []
             self.datasets: list[tuple[str, object]] = []
+            self.made_at: list[int] = []
             self.at = ""
 
         def __bool__(self) -> bool:
@@ -62,11 +64,13 @@ def record(model) -> H5Layout:
             self.at = path
             if metadata:  # Keras creates a group at once only when it has attributes
                 self.groups.append((path, dict(metadata)))
+                self.made_at.append(len(self.datasets))
             return self
 
         def __setitem__(self, key, value) -> None:
             if not any(p == self.at for p, _ in self.groups):
                 self.groups.append((self.at, {}))
+                self.made_at.append(len(self.datasets))
             self.datasets.append((f"{self.at}/vars/{key}" if self.at else f"vars/{key}", value))
 
     if not getattr(model, "built", False) or not model.weights:
@@ -77,7 +81,7 @@ def record(model) -> H5Layout:
         if not hasattr(value, "path") or not hasattr(value, "trainable"):
             raise ValueError(f"{path}: the layer saves a computed value, not a variable (a quantized or LoRA layer?); "
                              "tensorferry writes only layers that save their variables")
-    return H5Layout(store.groups, store.datasets, model)
+    return H5Layout(store.groups, store.datasets, model, store.made_at)
 
 
 def slots(model) -> list[Slot]:

@@ -101,3 +101,40 @@ def test_cli_model_flag_writes_keras3_weights(tmp_path, cli):
                          "--model", "tf=tensorferry.fixtures.keras3_twins:rnn")
     assert code == 0, err
     assert (tmp_path / "out" / "model.weights.h5").is_file() and not (tmp_path / "out" / "tf_model.h5").exists()
+
+
+def test_sharded_weights_match_keras_and_read_back(tmp_path):
+    """Past --max-shard-size: model.weights.json + model_0000N.weights.h5 as Keras' ShardedH5IOStore writes them."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from tensorferry.converters import InputError
+    from tensorferry.converters.checkpoint import open_source
+
+    model = twins.torch_block()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    keras_model = k3.block()
+    result = convert(tmp_path / "model.pt", tmp_path / "out", to=["tf"], models={"tf": keras_model}, max_shard_size=8192)
+    assert result.outputs["tf"].files[-1] == "model.weights.json" and len(result.outputs["tf"].files) == 5
+    keras_model.load_weights(str(tmp_path / "out" / "model.weights.json"))
+    inputs = twins.inputs_block()
+    assert float(np.abs(k3.run(keras_model, inputs) - twins.run("pt", model, inputs)).max()) <= TOLERANCE
+    (tmp_path / "keras").mkdir()
+    keras_model.save_weights(str(tmp_path / "keras" / "model.weights.json"), max_shard_size=2**-17)  # 8192 bytes
+    ours, theirs = (json.loads((tmp_path / d / "model.weights.json").read_text()) for d in ("out", "keras"))
+    assert ours == theirs
+    for name in ours["weight_map"].values():
+        for shard in name if isinstance(name, list) else [name]:
+            a = {k: v for k, v in _layout(tmp_path / "out" / shard).items() if not k.startswith("tensorferry_extras")}
+            assert a == _layout(tmp_path / "keras" / shard), shard
+    back = twins.torch_block()  # and back, with the Keras model as structure
+    convert(tmp_path / "out" / "model.weights.json", tmp_path / "back", to=["pt"], models={"pt": back, "tf": k3.block()})
+    state = load_file(tmp_path / "back" / "model.safetensors")
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    index = json.loads((tmp_path / "out" / "model.weights.json").read_text())
+    index["weight_map"]["/vars"] = "../model_00000.weights.h5"
+    (tmp_path / "out" / "evil.weights.json").write_text(json.dumps(index))
+    with pytest.raises(InputError, match="not a .weights.h5 file in the index's folder"):
+        open_source(tmp_path / "out" / "evil.weights.json")
