@@ -111,3 +111,21 @@ def test_keras3_to_nnx_and_back(tmp_path):
     convert(tmp_path / "nnx" / "nnx", tmp_path / "k3", to=["tf"], models={"tf": fresh, "flax": nt.cnn()})
     fresh.load_weights(str(tmp_path / "k3" / "model.weights.h5"))
     assert float(np.abs(k3.run(fresh, inputs) - expected).max()) <= TOLERANCE
+
+
+def test_bfloat16_is_kept_pytorch_to_nnx_to_keras3(tmp_path):
+    import ml_dtypes
+    import torch
+
+    model = twins.torch_cnn().to(torch.bfloat16)
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    convert(tmp_path / "model.pt", tmp_path / "nnx", to=["flax"], models={"flax": nt.cnn("bfloat16")})
+    restored = _restore(tmp_path / "nnx" / "nnx", nt.cnn("bfloat16"))
+    kernel = np.asarray(restored.convs[0].kernel.get_value())
+    want = model.features[0].weight.detach().permute(2, 3, 1, 0).float().numpy().astype(ml_dtypes.bfloat16)
+    assert kernel.dtype == ml_dtypes.bfloat16 and kernel.tobytes() == want.tobytes()
+    keras_model = k3.cnn("bfloat16")  # NNX (Orbax, bf16) → Keras 3 (bf16 datasets)
+    convert(tmp_path / "nnx" / "nnx", tmp_path / "k3", to=["tf"], models={"tf": keras_model, "flax": nt.cnn("bfloat16")})
+    keras_model.load_weights(str(tmp_path / "k3" / "model.weights.h5"))
+    got = np.asarray(keras_model.get_layer(index=1).kernel.numpy()).astype(ml_dtypes.bfloat16)
+    assert got.tobytes() == want.tobytes()
