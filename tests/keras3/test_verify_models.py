@@ -72,3 +72,19 @@ def test_an_nnx_checkpoint_of_other_weights_fails(tmp_path):
     check = verify_guided(tmp_path / "a", source, result.plan)["flax"]
     assert [t.name for t in check.failures] == ["params/proj/bias"]
     assert any(t.detail == "kept from the template" and t.passed for t in check.tensors)  # RNG state compared too
+
+
+def test_verify_command_checks_keras3_and_nnx_variants_with_their_models(tmp_path, cli):
+    import torch
+
+    torch.save(twins.torch_cnn().state_dict(), tmp_path / "model.pt")
+    convert(tmp_path / "model.pt", tmp_path / "out", to=["pt", "tf", "flax"], models={"tf": k3.cnn(), "flax": nt.cnn()})
+    models = ["--model", "tf=tensorferry.fixtures.keras3_twins:cnn", "--model", "flax=tensorferry.fixtures.nnx_twins:cnn"]
+    code, out, err = cli("verify", tmp_path / "out", "--reference", tmp_path / "model.pt", "--weights-only", "--json", *models)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["passed"]
+    with h5py.File(tmp_path / "out" / "model.weights.h5", "r+") as f:
+        f["layers/dense/vars/1"][0] += 0.5
+    code, out, _ = cli("verify", tmp_path / "out", "--reference", tmp_path / "model.pt", "--weights-only", "--json", *models)
+    assert code == 3 and not json.loads(out)["passed"] and "layers/dense/vars/1" in out
