@@ -2,9 +2,10 @@
 ``orbax-checkpoint`` library itself (no hand-written OCDBT/zarr).
 
 Writing fills the template model's ``nnx.state`` (new Variables, the model is not touched) with the
-converted weights and saves it, so ``StandardCheckpointer().restore(path, nnx.state(model))``
-restores every entry: weights from the source, RNG keys and counters from the template.
-Orbax saves a whole tree at once: every converted tensor is in memory while it saves.
+converted weights as numpy arrays and saves it, so ``StandardCheckpointer().restore(path,
+nnx.state(model))`` restores every entry: weights from the source, RNG keys and counters from the
+template.  Orbax saves a whole tree at once: every converted tensor is held while it saves
+(unchanged ones as views of the memory-mapped source).
 
 Reading lists the leaves from Orbax's metadata (shapes, dtypes; nothing loaded) and names them
 the linen way (``blocks/0/attn/q/kernel``, NNX's ``if_`` as ``if``, the ``value`` level dropped);
@@ -35,12 +36,11 @@ def is_orbax(path: Path) -> bool:
 
 def write(path: Path, template, paths: dict[str, tuple], produce: Callable[[str], np.ndarray]) -> int:
     """Save TEMPLATE (an ``nnx.State``) with each weight in PATHS (name → state path) from PRODUCE; bytes written."""
-    import jax.numpy as jnp
     import orbax.checkpoint as ocp
     from flax import nnx
 
     where = {p: name for name, p in paths.items()}
-    filled = [(p, var.replace(jnp.asarray(produce(where[p]))) if p in where else var)
+    filled = [(p, var.replace(np.asarray(produce(where[p]))) if p in where else var)
               for p, var in nnx.to_flat_state(template)]
     with ocp.StandardCheckpointer() as saver:
         saver.save(Path(path).absolute(), nnx.from_flat_state(filled))
