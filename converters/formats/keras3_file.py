@@ -150,14 +150,16 @@ class Keras3H5File(KerasH5File):
         f.visititems(visit)
         self.groups = dict(groups)
         groups = {**groups, **(self._shared or {})}
+        for d in found:  # every dataset is a numbered variable of a layer's `vars`
+            parent, _, index = d.rpartition("/")
+            if not index.isdigit() or not (parent == "vars" or parent.endswith("/vars")):
+                raise InputError(self.path, f"dataset {d!r} is not a Keras variable (<layer>/vars/<i>)")
         counts: dict[str, int] = {}
         for d in found:
             counts[names_.split(d)[0]] = counts.get(names_.split(d)[0], 0) + 1
         self._datasets, self._copies, self._paths, self.sharded = {}, {}, {}, False
         self._bf16: set[str] = set()
         for d in sorted(found, key=lambda d: (names_.split(d)[0], names_.split(d)[1])):
-            if names_.split(d)[0] not in groups or not d.rsplit("/", 1)[-1].isdigit():
-                raise InputError(self.path, f"dataset {d!r} is not a Keras variable (<layer>/vars/<i>)")
             if self._given is not None:
                 if d not in self._given:
                     raise InputError(self.path, f"dataset {d!r} is no variable of the given Keras model: not this model's weights")

@@ -130,3 +130,26 @@ def test_hostile_archives_are_refused_without_extracting(tmp_path):
     _zip(tmp_path / "junk.keras", {"config.json": config, "model.weights.h5": b"not hdf5 at all"})
     with pytest.raises(InputError, match="junk.keras"):
         open_source(tmp_path / "junk.keras")
+
+
+def test_hostile_keras3_weights_files_are_refused(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("secret", data=np.zeros(3, "float32"))
+    with h5py.File(tmp_path / "link.weights.h5", "w") as f:
+        f.create_group("layers/dense/vars").attrs["name"] = "dense"
+        f["layers/dense/vars/0"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "secret")
+    with pytest.raises(InputError, match="external link"):
+        open_source(tmp_path / "link.weights.h5")
+    with h5py.File(tmp_path / "bf16.weights.h5", "w") as f:
+        f.create_group("layers/dense/vars").attrs["name"] = "dense"
+        f["layers/dense/vars/0"] = np.zeros(3, "float32")
+        f["layers/dense/vars/0"].attrs["dtype"] = "bfloat16"  # marked bfloat16, stores 4-byte floats
+    with pytest.raises(InputError, match="marked bfloat16"):
+        open_source(tmp_path / "bf16.weights.h5")
+    with h5py.File(tmp_path / "stray.weights.h5", "w") as f:
+        f.create_group("layers/dense/vars").attrs["name"] = "dense"
+        f["layers/dense/extra"] = np.zeros(3, "float32")
+    with pytest.raises(InputError, match="not a Keras variable"):
+        open_source(tmp_path / "stray.weights.h5")
