@@ -58,6 +58,7 @@ STANDARD = (("pt", FILES["pt"]), ("pt", PICKLE_FILES), ("tf", FILES["tf"]), ("fl
 # folder of an Orbax checkpoint of a Flax NNX state.
 KERAS3_WEIGHTS = "model.weights.h5"
 NNX_DIR = "nnx"
+KERAS3_PATTERNS = [KERAS3_WEIGHTS, "model.weights.json", "model_*.weights.h5"]  # sharded: index and shards
 CONFIG = "config.json"
 README = "README.md"
 VERIFICATION = ("verification.json", "verification.md", "verification.png")

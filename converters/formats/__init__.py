@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..constants import CONFIG, FILES, Files
+from ..constants import CONFIG, FILES, KERAS3_PATTERNS, NNX_DIR, Files
 from ..errors import InputError
 
 PARTIAL = ".partial"
@@ -80,11 +80,15 @@ class AtomicOutputs:
         self._mkdir(folder)
         if not os.access(folder, os.W_OK):
             raise InputError(folder, "output folder is not writable")
-        ours = [n for f in FILES.values() for n in f.patterns] + [CONFIG]
+        ours = [n for f in FILES.values() for n in f.patterns] + [CONFIG] + KERAS3_PATTERNS
         for p in folder.glob(f".*{PARTIAL}"):
             m = _PARTIAL.fullmatch(p.name)
-            if m and any(fnmatch.fnmatchcase(m["name"], n) for n in ours) and not _alive(m["pid"]) and p.is_file():
+            if not m or _alive(m["pid"]):
+                continue
+            if any(fnmatch.fnmatchcase(m["name"], n) for n in ours) and p.is_file():
                 p.unlink(missing_ok=True)
+            elif m["name"] == NNX_DIR and p.is_dir() and not p.is_symlink():  # an Orbax folder a killed run left
+                shutil.rmtree(p, ignore_errors=True)
         self._stale = [p for f in formats for pattern in f.patterns for p in sorted(folder.glob(pattern))
                        if p.is_symlink() or p.is_file()]
         return folder

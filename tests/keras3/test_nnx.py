@@ -129,3 +129,15 @@ def test_bfloat16_is_kept_pytorch_to_nnx_to_keras3(tmp_path):
     keras_model.load_weights(str(tmp_path / "k3" / "model.weights.h5"))
     got = np.asarray(keras_model.get_layer(index=1).kernel.numpy()).astype(ml_dtypes.bfloat16)
     assert got.tobytes() == want.tobytes()
+
+
+def test_a_killed_runs_partial_outputs_are_removed(tmp_path):
+    import torch
+
+    torch.save(twins.torch_cnn().state_dict(), tmp_path / "model.pt")
+    out = tmp_path / "out"
+    (out / ".nnx.999999999-dead.partial" / "d").mkdir(parents=True)  # pid 999999999 runs nowhere
+    (out / ".model.weights.h5.999999999-dead.partial").write_bytes(b"half")
+    (out / ".nnx.1-live.partial").mkdir()  # pid 1 is alive: another run's, left alone
+    convert(tmp_path / "model.pt", out, to=["tf", "flax"], models={"tf": k3.cnn(), "flax": nt.cnn()})
+    assert sorted(p.name for p in out.iterdir()) == [".nnx.1-live.partial", "model.weights.h5", "nnx"]
