@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import CONFIG, EXTRA, FILES, STANDARD, TIES_KEY
+from .constants import CONFIG, EXTRA, FILES, NNX_DIR, STANDARD, TIES_KEY
 from .errors import InputError
 from .formats import limits
+from .formats import keras3_file, orbax_dir
 from .formats.h5_file import KerasH5File, native_dtype
 from .formats.msgpack_file import MsgpackFile
 from .formats.pickle_file import PickleFile
@@ -27,7 +28,9 @@ from .formats.safetensors_file import SafetensorsFile
 from .selection import Found
 from .layouts import tf
 
-FORMAT_FRAMEWORK = {"safetensors": "pt", "pickle": "pt", "h5": "tf", "msgpack": "flax"}
+FORMAT_FRAMEWORK = {"safetensors": "pt", "pickle": "pt", "h5": "tf", "msgpack": "flax", "keras": "tf"}
+# Keras 3 files found in a folder when no standard name is there, in order of preference.
+KERAS3_NAMES = ("model.weights.h5", "model.weights.json", "*.weights.json", "*.weights.h5", "*.keras")
 
 
 def sniff(path: Path) -> str:
@@ -40,6 +43,8 @@ def sniff(path: Path) -> str:
         raise InputError(path, f"cannot read: {e.strerror}") from None
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "h5"
+    if head.startswith(b"PK\x03\x04") and keras3_file.is_archive(path):
+        return "keras"
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pickle"
     msgpack_map = bool(head[:1]) and (0x80 <= head[0] <= 0x8F or head[0] in (0xDE, 0xDF))
@@ -56,10 +61,22 @@ def _open_file(path: Path, fmt: str, model_name: str, key: str | None = None):
     if fmt == "safetensors":
         return SafetensorsFile(path)
     if fmt == "h5":
-        return KerasH5File(path, model_name)
+        return keras3_file.Keras3H5File(path) if _is_keras3_h5(path) else KerasH5File(path, model_name)
+    if fmt == "keras":
+        return keras3_file.KerasArchive(path)
     if fmt == "msgpack":
         return MsgpackFile(path)
     return PickleFile(path, key)
+
+
+def _is_keras3_h5(path: Path) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return keras3_file.is_keras3(f)
+    except OSError:
+        return False  # the Keras-2 reader says what is wrong with it
 
 
 @dataclass
@@ -74,6 +91,7 @@ class Source:
     extras: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)  # side data, by canonical name
     ties: dict[str, str] = field(default_factory=dict)  # alias → tensor it shares data with
     found: Found | None = None  # a training checkpoint: where its state dict was, what was left out
+    keras: dict | None = None  # a .keras archive: its config.json and metadata.json, reported
     dropped: list[str] = field(default_factory=list)  # tensors --drop left out of ``infos``
     _where: dict[str, object] = field(default_factory=dict, repr=False)
 
@@ -165,11 +183,17 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
     if not src.exists():
         raise InputError(src, "no such file or folder")
     config_path = None
+    if src.is_dir() and orbax_dir.is_orbax(src):
+        return _open_orbax(src, framework)
     if src.is_dir():
         root = src
         found = [(fw, src / f.single, src / f.index) for fw, f in STANDARD if _lexists(src / f.single) or _lexists(src / f.index)]
         if framework:
             found = [f for f in found if f[0] == framework]
+        if not found and framework in (None, "tf"):  # a Keras 3 file (what --model tf= writes for a Keras 3 model)
+            found = [("tf", p, p) for pattern in KERAS3_NAMES for p in sorted(src.glob(pattern)) if p.is_file()][:1]
+        if not found and framework in (None, "flax") and orbax_dir.is_orbax(src / NNX_DIR):
+            return _open_orbax(src / NNX_DIR, framework)  # the NNX variant --model flax= writes
         kinds = sorted({fw for fw, _, _ in found})
         if not found:
             names = ", ".join(sorted(p.name for p in src.iterdir())[:10]) or "nothing"
@@ -194,6 +218,8 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
                  for n in dict.fromkeys(weight_map.values())]
         if target.name == FILES["tf"].index:
             model_name = next(iter(weight_map)).split("/", 1)[0]
+    if target.name.endswith(".weights.json"):  # Keras 3's sharded weights
+        return _open_keras3_sharded(target, framework, config, config_path)
     fmts = {f: sniff(f) for f in files}
     fws = {FORMAT_FRAMEWORK[x] for x in fmts.values()}
     if len(fws) > 1:
@@ -220,6 +246,8 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
             source.extras[name] = (tuple(ds.shape), native_dtype(ds))
             source._where[f"{EXTRA}/{name}"] = reader
         source.ties.update(getattr(reader, "ties", {}))
+        if isinstance(reader, keras3_file.KerasArchive):
+            source.keras = {"config": reader.config, "metadata": reader.metadata}
         meta = getattr(reader, "metadata", {}) or {}
         if TIES_KEY in meta:
             source.ties.update(limits.ties(meta[TIES_KEY], f))
@@ -232,6 +260,63 @@ def open_source(src: str | Path, framework: str | None = None, key: str | None =
     if not source.infos:
         raise InputError(src, "holds no tensors")
     return source
+
+
+def _open_keras3_sharded(index: Path, framework: str | None, config: dict | None, config_path: Path | None) -> Source:
+    if framework and framework != "tf":
+        raise InputError(index, f"holds Keras 3 (tf) weights, not {framework}")
+    readers = keras3_file.open_sharded(index)
+    source = Source("tf", [index], config, config_path)
+    for reader in readers:
+        for name, spec in reader.infos.items():
+            if name in source.infos:
+                raise InputError(reader.path, f"tensor {name!r} appears in more than one shard")
+            source.infos[name], source._where[name] = spec, reader
+        for name, ds in reader.extras.items():
+            source.extras[name] = (tuple(ds.shape), native_dtype(ds))
+            source._where[f"{EXTRA}/{name}"] = reader
+    if TIES_KEY in source.extras:
+        where = source._where[f"{EXTRA}/{TIES_KEY}"]
+        source.ties.update(limits.ties(np.asarray(source.load(f"{EXTRA}/{TIES_KEY}")).tobytes(), where.path))
+        del source.extras[TIES_KEY]
+    return source
+
+
+def _open_orbax(src: Path, framework: str | None) -> Source:
+    """An Orbax checkpoint folder (a Flax NNX state): read as Flax weights, RNG state left out."""
+    if framework and framework != "flax":
+        raise InputError(src, f"is an Orbax checkpoint (Flax), not {framework}")
+    reader = orbax_dir.OrbaxDir(src)
+    source = Source("flax", [src], infos=reader.infos)
+    source._where = {n: reader for n in source.infos}
+    if not source.infos:
+        raise InputError(src, "the Orbax checkpoint holds no weights")
+    return source
+
+
+def use_keras3_model(source: Source, model: object) -> None:
+    """Re-read a Keras 3 source with MODEL's structure: its variables' names instead of layer paths."""
+    from .guided.keras3 import native_names
+
+    readers = {id(r): r for r in source._where.values()}
+    if not all(isinstance(r, keras3_file.Keras3H5File) for r in readers.values()):
+        raise InputError("--model tf", "a Keras 3 model gives structure to Keras 3 weights (model.weights.h5, .keras) only")
+    try:
+        names = native_names(model)
+    except ValueError as e:
+        raise InputError("--model tf", str(e)) from None
+    reader = next(iter(readers.values()))
+    if source.files[0].name.endswith(".weights.json"):
+        fresh_readers = keras3_file.open_sharded(source.files[0], names)
+    elif isinstance(reader, keras3_file.KerasArchive):
+        fresh_readers = [keras3_file.KerasArchive(reader.path, names)]
+    else:
+        fresh_readers = [keras3_file.Keras3H5File(reader.path, names)]
+    source.infos, source.extras, source._where = {}, {}, {}
+    for fresh in fresh_readers:
+        source.infos.update(fresh.infos)
+        source.extras.update({n: (tuple(ds.shape), native_dtype(ds)) for n, ds in fresh.extras.items() if n != TIES_KEY})
+        source._where.update({**{n: fresh for n in fresh.infos}, **{f"{EXTRA}/{n}": fresh for n in fresh.extras}})
 
 
 def _lexists(path: Path) -> bool:

@@ -86,27 +86,35 @@ def cmd_convert(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise InputError("--out", "an output folder is needed (or use --explain)")
-    if args.verify and args.model:
-        # verification reads files back by the general names; --model files carry the model's own names
-        raise InputError("--verify", "does not check files written for --model yet: load them with your model's own loader")
+    models = _verifiable_models(args) if args.verify and args.model else args.model
     source = open_source(args.src, source_fw, key=args.key)
     bar = _progress(args, source)
     try:
         result = convert(source, args.out, args.to, source_framework=source_fw, strict=args.strict,
                          dtype=args.dtype, max_shard_size=args.max_shard_size, kinds=kinds, layout_map=args.layout_map,
-                         extras=args.extras, progress=bar.update if bar else None, drop=args.drop, models=args.model)
+                         extras=args.extras, progress=bar.update if bar else None, drop=args.drop, models=models)
     finally:
         if bar:
             bar.close()
     report = result.to_json()
     code = 0
+    guided_checks: dict = {}
     if args.verify:
-        from .verify.run import verify_dir
+        from .verify.guided import verify_guided
 
-        # against the source as this conversion read it (--key, --drop) and planned it (--kind, --layout-map)
-        verification = verify_dir(args.out, reference=source, frameworks=args.to, kinds=kinds, layout_map=args.layout_map)
-        report["verification"] = verification.to_json()
-        code = 0 if verification.passed else 3
+        guided_checks = verify_guided(args.out, source, result.plan)  # Keras 3 / NNX: loaded by their own framework
+        plain = [fw for fw in args.to if fw not in guided_checks]
+        report["verification_models"] = {fw: {"files": c.files, "passed": c.passed, "summary": c.brief(),
+                                              "failures": [t.name for t in c.failures]} for fw, c in guided_checks.items()}
+        passed = all(c.passed for c in guided_checks.values())
+        if plain:
+            from .verify.run import verify_dir
+
+            # against the source as this conversion read it (--key, --drop) and planned it (--kind, --layout-map)
+            verification = verify_dir(args.out, reference=source, frameworks=plain, kinds=kinds, layout_map=args.layout_map)
+            report["verification"] = verification.to_json()
+            passed = passed and verification.passed
+        code = 0 if passed else 3
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -115,10 +123,31 @@ def cmd_convert(args: argparse.Namespace) -> int:
         for module, why in result.heuristics.items():
             print(f"heuristic: {module} taken as {why}", file=sys.stderr)
         _notes(source.found, result.dropped, result.warnings)
+        if result.keras:
+            print(f"keras archive: {result.keras['class_name']} (module {result.keras['module']}), saved by Keras "
+                  f"{result.keras['keras_version']}", file=sys.stderr)
         print(f"wrote {args.out} in {result.seconds:.2f}s")
         if args.verify:
-            print(verification.summary())
+            for fw, check in guided_checks.items():
+                loader = "Keras 3 load_weights" if fw == "tf" else "Orbax restore into nnx.state(model)"
+                print(f"verify {fw} ({loader}): {check.brief()}")
+            if "verification" in report:
+                print(verification.summary())
     return code
+
+
+def _verifiable_models(args: argparse.Namespace) -> dict[str, object]:
+    """The --model models, built once, when --verify is asked: only Keras 3 and NNX targets are
+    verified by their own framework here (other --model files carry the model's own names)."""
+    from .guided import keras3, load_model, nnx
+    from .pipeline import parse_models
+
+    models = {fw: load_model(fw, spec) for fw, spec in parse_models(args.model).items()}
+    for fw, model in models.items():
+        if fw in args.to and not (fw == "tf" and keras3.is_keras3(model) or fw == "flax" and nnx.is_nnx(model)):
+            raise InputError("--verify", f"checks files written for --model {fw} only for Keras 3 models and NNX modules: "
+                                         "load the others with your model's own loader")
+    return models
 
 
 def _notes(found, dropped: list[str], warnings: list[str]) -> None:
@@ -148,18 +177,36 @@ def explain(plan: Plan) -> dict:
     out = {"route": [plan.source.framework, CANONICAL, ", ".join(plan.targets)], "source": [str(f) for f in plan.source.files],
            "kinds": {m: {"kind": d.kind, "decided_by": d.how, "why": d.why, **dict(d.params)} for m, d in plan.decisions.items()},
            "targets": {}, "pairings": plan.pairings}
+    nnx_paths = {name: "/".join(map(str, path)) for name, path in plan.nnx.paths.items()} if plan.nnx is not None else {}
+    out["writes"] = {fw: _writes(plan, fw) for fw in plan.targets}
     for fw, moves in plan.targets.items():
         rows = []
+        keras2 = fw == "tf" and plan.keras3 is None  # Keras 2 weight names end in :0; Keras 3 datasets are paths
         for move, _ in moves:
             srcs = list(dict.fromkeys(s for c in move.sources for s in (canonical[c].sources if c in canonical else (c,))))
             first = canonical.get(move.sources[0]) if move.sources else None
             steps = [x for x in ((first.op if first else ""), move.op) if x and x != "identity"]
             for name, shape, dt in move.targets:
                 side = name.startswith(EXTRA + "/")
-                rows.append({"from": srcs, "to": name + (":0" if fw == "tf" and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
+                if fw == "flax" and plan.nnx is not None:
+                    if side:
+                        continue  # an NNX state has no room for side data: not written
+                    name = nnx_paths.get(name, name)
+                rows.append({"from": srcs, "to": name + (":0" if keras2 and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
                              "transform": " ; ".join(steps) or "identity", "kind": move.kind, "decided_by": move.how})
         out["targets"][fw] = rows
     return out
+
+
+def _writes(plan: Plan, fw: str) -> str:
+    """What a target's files are: a model's own format when one was given, else the standard files."""
+    from .constants import FILES, KERAS3_WEIGHTS, NNX_DIR
+
+    if fw == "tf" and plan.keras3 is not None:
+        return f"Keras 3 {KERAS3_WEIGHTS}"
+    if fw == "flax" and plan.nnx is not None:
+        return f"Orbax checkpoint of the NNX state in {NNX_DIR}/"
+    return FILES[fw].single
 
 
 def render(rows: dict) -> str:
@@ -168,7 +215,7 @@ def render(rows: dict) -> str:
     if heur:
         lines.append(f"decided by heuristic ({len(heur)}): " + ", ".join(heur))
     for fw, items in rows["targets"].items():
-        lines.append(f"\n{fw}:")
+        lines.append(f"\n{fw} ({rows['writes'][fw]}):" if rows.get("writes", {}).get(fw) else f"\n{fw}:")
         pairs = rows.get("pairings", {}).get(fw, [])
         if pairs:
             lines.append(f"  pairings with the given model ({len(pairs)}):")

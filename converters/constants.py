@@ -54,6 +54,11 @@ FILES = {
 PICKLE_FILES = Files("pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-{i:05d}-of-{n:05d}.bin")
 # Standard names in a folder, in order of preference: (framework, files).
 STANDARD = (("pt", FILES["pt"]), ("pt", PICKLE_FILES), ("tf", FILES["tf"]), ("flax", FILES["flax"]))
+# Today's frameworks, written for a model given with --model: Keras 3's own weights file, and the
+# folder of an Orbax checkpoint of a Flax NNX state.
+KERAS3_WEIGHTS = "model.weights.h5"
+NNX_DIR = "nnx"
+KERAS3_PATTERNS = [KERAS3_WEIGHTS, "model.weights.json", "model_*.weights.h5"]  # sharded: index and shards
 CONFIG = "config.json"
 README = "README.md"
 VERIFICATION = ("verification.json", "verification.md", "verification.png")  # report: JSON, Markdown, plot

@@ -32,18 +32,8 @@ from .ops import contiguous
 from .plan import Options, Plan, build
 from .selection import drop_names
 from .tensors import Cancelled, Tensors, return_freed_memory
-
-
-@dataclass
-class Output:
-    """One framework's variant as written: file names in order, total bytes, tensors, and each
-    weights file's size and sha256 (computed while writing, for the Hub's LFS)."""
-
-    framework: str
-    files: list[str]
-    bytes: int
-    tensors: int
-    digests: dict[str, FileDigest] = field(default_factory=dict, repr=False)
+from .written import Output, Variant as _Variant
+from . import model_formats
 
 
 @dataclass
@@ -60,6 +50,7 @@ class ConvertResult:
     checkpoint: dict | None = None  # a training checkpoint: {"key", "ignored", "stripped"}
     dropped: list[str] = field(default_factory=list)  # source tensors --drop left out
     warnings: list[str] = field(default_factory=list)
+    keras: dict | None = None  # a .keras archive source: what its config.json and metadata.json say
 
     def to_json(self) -> dict:
         return {
@@ -68,6 +59,7 @@ class ConvertResult:
                              "sha256": {f: d.sha256 for f, d in o.digests.items()}} for fw, o in self.outputs.items()},
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
             "checkpoint": self.checkpoint, "dropped": self.dropped, "warnings": self.warnings,
+            **({"keras": self.keras} if self.keras else {}),
         }
 
 
@@ -128,7 +120,8 @@ def convert(
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
-                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
+                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings,
+                           keras=model_formats.keras_report(source.keras))
     producer = Producer(source, plan.canonical)
     variants = [_variant(fw, plan, out, shard_size, extras, digests) for fw in to]
     with atomic_outputs() as files:
@@ -180,6 +173,7 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
 
     to = parse_frameworks(to)
     models = {fw: m for fw, m in parse_models(models).items()}
+    keras_order = None
     if models:
         from .guided import load_model
 
@@ -189,6 +183,16 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
             unknown = sorted(set(source.infos) - set(structure.state_dict()))
             if unknown:
                 raise InputError("--model pt", f"the PyTorch model has no {', '.join(unknown[:5])}: it is not this checkpoint's model")
+        if "tf" in models and "tf" not in to and source.framework == "tf":
+            keras_order = model_formats.keras3_structure(source, models.pop("tf"))
+        if "flax" in models and "flax" not in to and source.framework == "flax":
+            from .guided import nnx
+
+            model = models.pop("flax")
+            if not nnx.is_nnx(model):
+                raise InputError("--model flax", "for a Flax source that is not a target, the model must be an NNX module (its structure)")
+            keras_order, nnx_kinds = nnx.structure(model)
+            kinds = {**nnx_kinds, **(kinds or {})}
         unused = sorted(set(models) - set(to))
         if unused:
             raise InputError("--model", f"a model for {', '.join(unused)}, which is not a target (--to {','.join(to)})")
@@ -197,6 +201,8 @@ def plan_for(source: Source, to: Sequence[str] | str, *, strict: bool = False, k
     given = dict(check_table(kinds, "kinds") if kinds else {})
     if isinstance(structure, dict):
         check_table(structure, "structure")
+    if keras_order:
+        order = keras_order
     if structure is not None:
         from_model = structure if isinstance(structure, dict) else kinds_from_torch(structure, all_modules=True)
         order = [k for k in from_model if not isinstance(structure, dict)] or order
@@ -263,16 +269,6 @@ class Producer:
         return {name: arrays[name] for name in wanted}
 
 
-@dataclass
-class _Variant:
-    """One target's files as planned: what each file holds, and the order its writer asks for tensors."""
-
-    framework: str
-    moves: dict[str, Move]  # target tensor name → the move that makes it
-    order: list[str]  # every tensor the writer asks for, in the order it asks (side data first)
-    write: Callable[[Callable[[str], np.ndarray], object], Output]  # (produce, atomic outputs) → Output
-
-
 def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, digests: bool) -> _Variant:
     module, names_of = MODULES[fw], FILES[fw]
     moves = plan.targets[fw]
@@ -280,6 +276,10 @@ def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, diges
     collection = {name: c for m, c in moves for name, _, _ in m.targets}
     main = [(n, s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
+    if fw == "tf" and plan.keras3 is not None:
+        return model_formats.keras3_variant(plan, out, extras, digests, max_shard)
+    if fw == "flax" and plan.nnx is not None:
+        return model_formats.nnx_variant(plan, out)
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
             if dt.name not in module.CAN_HOLD:

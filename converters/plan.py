@@ -57,6 +57,8 @@ class Plan:
     # Guided targets (a model was given): how each layer was paired, and Keras' exact h5 layout.
     pairings: dict[str, list[dict]] = field(default_factory=dict)
     tf_layout: list[tuple[str, list[str]]] | None = None
+    keras3: object = None  # a Keras 3 model was given for tf: its model.weights.h5 layout (guided.keras3.H5Layout)
+    nnx: object = None  # an NNX module was given for flax: the state its Orbax checkpoint fills (guided.nnx.NNXLayout)
 
     @property
     def canonical_specs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -153,6 +155,8 @@ def _guided(plan: Plan, targets: list[str], modules: dict[str, Module], alike: d
         g = guided.plan_target(fw, options.models[fw], modules, allowed, order, ordered, tree)
         plan.targets[fw], plan.pairings[fw] = g.moves, g.pairings
         plan.tf_layout = g.tf_layout if fw == "tf" else plan.tf_layout
+        plan.keras3 = g.keras3 if fw == "tf" else plan.keras3
+        plan.nnx = g.nnx if fw == "flax" else plan.nnx
         for name, decision in g.decisions.items():
             if plan.decisions.get(name, Decision("", "")).how != "model":
                 plan.decisions[name] = decision

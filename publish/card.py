@@ -21,6 +21,8 @@ from typing import Any
 from tensorferry.converters.constants import NAMES
 from tensorferry.converters.verify.report import Verification
 
+from .variants import VARIANTS, card_lines
+
 BEGIN = "<!-- tensorferry:begin (this section is rewritten by tensorferry publish) -->"
 END = "<!-- tensorferry:end -->"
 # Metadata carried over from the source's card when the target's card lacks it.
@@ -44,6 +46,9 @@ class CardFacts:
     verification: Verification | None = None
     provenance: dict[str, str] = field(default_factory=dict)
     checkpoint: list[str] = field(default_factory=list)  # the training checkpoint's files (checkpoint/…), if pushed
+    variants: dict[str, list[str]] = field(default_factory=dict)  # Keras 3 / NNX subfolders (``variants``) → files
+    variant_models: dict[str, object] = field(default_factory=dict)  # the model factory each was written for
+    variant_checks: dict[str, str] = field(default_factory=dict)  # each one's verification summary
 
 
 def build_card(facts: CardFacts, existing: str | None = None, source: str | None = None) -> Any:
@@ -67,6 +72,8 @@ def build_card(facts: CardFacts, existing: str | None = None, source: str | None
     tags = list(data.get("tags") or [])
     for fw in facts.frameworks:
         tags += TAGS[fw]
+    for name in facts.variants:
+        tags += list(VARIANTS[name].tags)
     data["tags"] = list(dict.fromkeys([*tags, "tensorferry"]))
     card.text = _replace_section(card.text, section(facts))
     return card
@@ -94,9 +101,15 @@ def section(facts: CardFacts) -> str:
         size = sum(facts.sizes.get(f, 0) for f in files)
         origin = "" if fw in facts.converted else " (already in the repo)" if fw in facts.present else " (source)"
         lines.append(f"| {NAMES[fw]}{origin} | {', '.join(f'`{f}`' for f in files)} | {_human(size)} |")
+    rows, snippets = card_lines(facts.repo_id, facts.variants, facts.sizes, facts.variant_models, _human)
+    lines += rows
     lines += ["", "### Loading", ""]
     for fw in facts.frameworks:
         lines += [f"**{NAMES[fw]}**", "", "```python", *snippet(fw, facts), "```", ""]
+    lines += snippets
+    for name, summary in facts.variant_checks.items():
+        lines += [f"{VARIANTS[name].label} (`{VARIANTS[name].folder}/`): loaded by its own framework into the model it was "
+                  f"written for, every variable compared with the source: {summary}.", ""]
     lines += ["### Verification", ""]
     v = facts.verification
     if v is None:

@@ -51,6 +51,9 @@ def add_publish(subparsers) -> argparse.ArgumentParser:
                         "everywhere or fail; weights: weights only")
     v.add_argument("--require-outputs", action="store_true", help="refuse to push unless outputs were compared everywhere")
     v.add_argument("--model", action="append", metavar="FW=MODULE:FACTORY", help="model factories for output checks (as verify)")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=MODULE:FACTORY",
+                   help="also publish a variant for your own model: keras3 (a Keras 3 model → keras3/model.weights.h5) "
+                        "or nnx (an NNX module → an Orbax checkpoint in nnx/); verified in its framework before the push")
     v.add_argument("--transformers-python", help="a Python with transformers 4.57.6 for transformers classes")
     s = p.add_argument_group("a Hub repo as SRC")
     s.add_argument("--source-revision", help="revision of SRC (default: main)")
@@ -77,7 +80,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
                    models=parse_models(args.model), transformers_python=args.transformers_python,
                    source_revision=args.source_revision, source_endpoint=args.source_endpoint, cache_dir=args.cache_dir,
                    max_shard_size=args.max_shard_size, work_dir=args.work_dir, command=redacted_command(["tensorferry", *getattr(args, "argv", sys.argv[1:])], args.token),
-                   progress=_bar(args))
+                   progress=_bar(args), variants=args.variant)
     if args.hub == "local":
         data_dir = args.hub_data_dir or default_data_dir()
         with serving(args.repo_id.split("/")[0], data_dir) as (url, token):

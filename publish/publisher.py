@@ -39,6 +39,7 @@ from tensorferry.converters.verify.report import Verification
 from tensorferry.converters.verify.run import verify_dir
 
 from . import card as cards
+from . import variants as variants_
 from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, redact, retry_after, status_of
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
@@ -114,12 +115,15 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
             max_shard_size: str | int = MAX_SHARD_SIZE, work_dir: str | Path | None = None, command: str | None = None,
             quiet: bool = False, progress: Callable[[int], None] | None = None, structure: object | None = None,
             before_commit: Callable[[PublishResult], None] | None = None,
-            description_marker: str | None = None, extras: dict[str, Path] | None = None) -> PublishResult:
+            description_marker: str | None = None, extras: dict[str, Path] | None = None,
+            variants: dict[str, object] | Sequence[str] | None = None) -> PublishResult:
     """Publish SRC (a checkpoint folder or file, or a Hub repo id) to REPO_ID with every framework variant.
 
     ``verify``: ``"auto"`` (weights always, outputs where the frameworks are installed), ``"full"``
     (outputs everywhere, else fail), ``"weights"``; a failed verification raises ``VerificationError``
-    and nothing is pushed.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
+    and nothing is pushed.  ``variants`` ({"keras3": model, "nnx": model} or ``"keras3=module:factory"``)
+    adds a Keras 3 ``keras3/model.weights.h5`` and an NNX Orbax ``nnx/`` written for those models
+    (``publish.variants``), each verified in its framework before the push.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
     ``before_commit(result)`` runs after verification, just before the first write (a race guard:
     raising stops the publish with nothing sent); ``description_marker`` is a line appended to the
@@ -145,6 +149,15 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
                             structure=structure) if made else None
         files, by_fw = _files(src_path, source, kept, staging, converted)
         files += _extras(extras or {}, files)
+        extra = variants_.parse(variants)
+        by_variant, checks = {}, {}
+        if extra:
+            say(f"writing {', '.join(extra)} for the given models ...")
+            written, by_variant, checks = variants_.write(source, staging, extra)
+            files += [PlannedFile(path, local, size, digest) for path, local, size, digest in written]
+            failed = [f"{name}: {c.brief()} ({', '.join(t.name for t in c.failures[:5])})" for name, c in checks.items() if not c.passed]
+            if failed:
+                raise VerificationError(repo_id, "verification FAILED, nothing was pushed:\n" + "\n".join(failed))
         result = PublishResult(repo_id, hub.endpoint, branch, dry_run=dry_run)
         remote = _remote(hub, repo_id, branch, [f.path for f in files] + [README, *VERIFICATION])
         result.parent_commit = parent_commit or remote.head
@@ -163,6 +176,8 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         facts = _facts(repo_id, source, {**by_fw, **present}, made, files, verification, record, command)
         facts.present, facts.sizes = list(present), {**{n: remote.root[n] for names in present.values() for n in names},
                                                      **facts.sizes}
+        facts.variants, facts.variant_models = by_variant, dict(extra)
+        facts.variant_checks = {name: c.brief() for name, c in checks.items()}
         card = cards.build_card(facts, existing=remote.readme, source=_read(src_path, README))
         (staging / README).write_text(str(card))
         files += [PlannedFile(README, staging / README, (staging / README).stat().st_size)]

@@ -9,11 +9,12 @@ import contextlib
 import fnmatch
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from ..constants import CONFIG, FILES, Files
+from ..constants import CONFIG, FILES, KERAS3_PATTERNS, NNX_DIR, Files
 from ..errors import InputError
 
 PARTIAL = ".partial"
@@ -63,6 +64,7 @@ class AtomicOutputs:
         self._pending: list[tuple[Path, Path]] = []
         self._stale: list[Path] = []
         self._made: list[Path] = []
+        self._folders: list[tuple[Path, Path]] = []
         self.current: Path | None = None  # the final name being written, for error messages
 
     def prepare(self, folder: str | os.PathLike, formats: Sequence[Files] = ()) -> Path:
@@ -81,11 +83,15 @@ class AtomicOutputs:
         self._mkdir(folder)
         if not os.access(folder, os.W_OK):
             raise InputError(folder, "output folder is not writable")
-        ours = [n for f in FILES.values() for n in f.patterns] + [CONFIG]
+        ours = [n for f in FILES.values() for n in f.patterns] + [CONFIG] + KERAS3_PATTERNS
         for p in folder.glob(f".*{PARTIAL}"):
             m = _PARTIAL.fullmatch(p.name)
-            if m and any(fnmatch.fnmatchcase(m["name"], n) for n in ours) and not _alive(m["pid"]) and p.is_file():
+            if not m or _alive(m["pid"]):
+                continue
+            if any(fnmatch.fnmatchcase(m["name"], n) for n in ours) and p.is_file():
                 p.unlink(missing_ok=True)
+            elif m["name"] == NNX_DIR and p.is_dir() and not p.is_symlink():  # an Orbax folder a killed run left
+                shutil.rmtree(p, ignore_errors=True)
         self._stale = [p for f in formats for pattern in f.patterns for p in sorted(folder.glob(pattern))
                        if p.is_symlink() or p.is_file()]
         return folder
@@ -115,7 +121,27 @@ class AtomicOutputs:
         self._pending.append((Path(tmp), final))
         return Path(tmp)
 
+    def folder(self, final: str | os.PathLike) -> Path:
+        """A temporary folder path (not created) in ``final``'s parent, renamed to ``final`` at commit
+        (an Orbax checkpoint is a folder); a previous folder of that name is replaced then."""
+        final = Path(final)
+        self._mkdir(final.parent)
+        self.current = final
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}-", suffix=PARTIAL, dir=final.parent))
+        tmp.rmdir()  # the writer creates it (Orbax refuses an existing folder)
+        self._folders.append((tmp, final))
+        return tmp
+
     def commit(self) -> None:
+        for tmp, final in self._folders:
+            old = final.with_name(f".{final.name}.{os.getpid()}.old{PARTIAL}")
+            if final.is_dir() and not final.is_symlink():
+                os.replace(final, old)
+            elif os.path.lexists(final):
+                raise InputError(final, "is not a folder: tensorferry will not replace it with one")
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        self._folders.clear()
         for _, final in self._pending:
             if final.is_dir() and not final.is_symlink():
                 raise InputError(final, "is a folder: tensorferry will not replace it with a file")
@@ -132,6 +158,9 @@ class AtomicOutputs:
         self._stale, self._made = [], []
 
     def discard(self) -> None:
+        for tmp, _ in self._folders:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._folders.clear()
         for tmp, _ in self._pending:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

@@ -177,7 +177,7 @@ def native_dtype(ds: h5py.Dataset) -> np.dtype:
     return ds.dtype.newbyteorder("=") if ds.dtype.byteorder not in ("=", "|") else ds.dtype
 
 
-def check_dataset(path: Path, ds: h5py.Dataset) -> None:
+def check_dataset(path: Path, ds: h5py.Dataset, dtype: np.dtype | None = None) -> None:
     """Refuse a dataset whose data is not inside the file, whose dtype is no tensor's, or whose size lies.
 
     >>> import tempfile
@@ -199,8 +199,9 @@ def check_dataset(path: Path, ds: h5py.Dataset) -> None:
     if dcpl.get_external_count():
         name = dcpl.get_external(0)[0].decode("utf8", "replace")
         raise InputError(path, f"{what} uses external raw storage in {name!r}: its data lives outside the file (refused)")
-    limits.tensor_dtype(ds.dtype, path, what)
-    nbytes = limits.nbytes(limits.shape(ds.shape, path, what), ds.dtype, path, what)
+    dtype = ds.dtype if dtype is None else dtype  # Keras 3 stores bfloat16 as 2-byte opaque data
+    limits.tensor_dtype(dtype, path, what)
+    nbytes = limits.nbytes(limits.shape(ds.shape, path, what), dtype, path, what)
     filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
     unknown = [c for c in filters if c not in FILTERS]
     if unknown:

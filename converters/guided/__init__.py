@@ -47,6 +47,8 @@ class Guided:
     pairings: list[dict]
     decisions: dict[str, Decision]
     tf_layout: list[tuple[str, list[str]]] | None = None  # Keras: h5 groups and weight order
+    keras3: object = None  # Keras 3: the model.weights.h5 layout (``keras3.H5Layout``)
+    nnx: object = None  # Flax NNX: the state the Orbax checkpoint fills (``nnx.NNXLayout``)
 
 
 def call_factory(factory: Callable[..., object], config: dict | None) -> object:
@@ -87,7 +89,13 @@ def load_model(framework: str, spec: str | object, config: dict | None = None) -
     return call_factory(factory, config)
 
 
-def _walker(framework: str):
+def _walker(framework: str, model: object):
+    from . import keras3, nnx
+
+    if framework == "tf" and keras3.is_keras3(model):
+        return keras3
+    if framework == "flax" and nnx.is_nnx(model):
+        return nnx
     return importlib.import_module(f"{__name__}.{ {'tf': 'keras', 'flax': 'flax', 'pt': 'torch'}[framework]}")
 
 
@@ -98,7 +106,7 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
     ``allowed`` gives each module's possible kinds; ``order`` its sort key: creation order when
     ``ordered``, else the source ``tree``'s own order where it can be trusted, else names.
     """
-    walker = _walker(framework)
+    walker = _walker(framework, model)
     try:
         slots = walker.slots(model)
     except ValueError as e:
@@ -137,7 +145,10 @@ def plan_target(framework: str, model: object, modules: dict[str, Module], allow
     if framework == "pt":  # PyTorch is the canonical layout: a layer can take loose tensors as they are
         slots = _loose_slots(slots, found)
     pairs = pairing.pair(found, slots, fits)
-    return _moves(framework, layout, slots, pairs, walker, model)
+    guided = _moves(framework, layout, slots, pairs, walker, model)
+    if hasattr(walker, "record"):
+        setattr(guided, "keras3" if framework == "tf" else "nnx", walker.record(model))
+    return guided
 
 
 def _loose(found: list[Unit], slots: list[Slot], layout) -> list[Unit]:

@@ -136,8 +136,10 @@ def _order_must_be_known(us: list[Unit], ts: list[tuple[Slot, int | None]], name
     for a, b in zip(us, us[1:]):
         if a.module != b.module and not knows_order(a, b, "."):
             raise LayoutError(f"{a.label}, {b.label}", f"both fit {names_t} (same class and shapes) and this source does not keep "
-                                                       "their creation order (safetensors sorts names): give it with --model pt=… "
-                                                       "(a PyTorch twin), a layout map's `order`, or a .pt/.bin file")
+                                                       "their creation order (safetensors and Orbax sort names; attribute names say nothing): give "
+                                                       "it with the source's own model (--model pt=… for PyTorch, --model tf=… "
+                                                       "for Keras 3 weights, --model flax=… for an Orbax checkpoint), "
+                                                       "a layout map's `order`, or a .pt/.bin file")
     for (a, _), (b, _) in zip(ts, ts[1:]):
         if a is not b and not knows_order(a, b, "/"):
             raise LayoutError(f"{a.label}, {b.label}", f"both take {names_u} (same class and shapes) and the model's tree does not "

@@ -86,7 +86,8 @@ def verify_dir(path: str | Path, reference: str | Path | Source | None = None, f
     path = Path(path)
     if not path.is_dir():
         raise InputError(path, "not a folder (give a converted checkpoint folder or a Hub repo id)")
-    present = [fw for fw in FRAMEWORKS if _has(path, fw)]
+    own = _own_format_models(path, models)  # Keras 3 / NNX variants, checked by their own loaders
+    present = [fw for fw in FRAMEWORKS if _has(path, fw) or fw in own]
     fws = parse_frameworks(frameworks, "--frameworks") if frameworks else present
     absent = [fw for fw in fws if fw not in present]
     if absent:
@@ -96,6 +97,9 @@ def verify_dir(path: str | Path, reference: str | Path | Source | None = None, f
     config = ref_source.config or _config(path)
     result = Verification(str(path), str(given) if given is not None else f"{path}/ (its PyTorch weights)", list(fws), repo=repo)
     for fw in fws:
+        if fw in own:
+            result.weights[fw] = _own_format_check(path, ref_source, fw, own[fw])
+            continue
         variant = open_source(path, fw)
         if reference is None and fw == "pt":
             result.weights[fw] = WeightsCheck("pt", [f.name for f in variant.files], reference=True)
@@ -103,15 +107,22 @@ def verify_dir(path: str | Path, reference: str | Path | Source | None = None, f
         result.weights[fw] = verify_weights(variant, ref_source, dtype, kinds=kinds, layout_map=layout_map)
     tolerances = {fw: tolerance_for(_variant_dtype(result.weights.get(fw), ref_source), atol) for fw in fws}
     result.tolerances = {fw: {"atol": t[0], "rtol": t[1], "dtype": t[2]} for fw, t in tolerances.items()}
-    model, why = choose_models(config, fws, models, transformers_python) if functional else (None, "not requested (weights only)")
+    # a Keras 3 / NNX variant: its check above is its own loader's; outputs would need a runner of the user's own
+    own_note = {fw: "a Keras 3 / NNX variant: loaded by its own framework, every variable compared; outputs not compared"
+                for fw in own if fw in fws}
+    compared = [fw for fw in fws if fw not in own_note]
+    models = {k: v for k, v in (models or {}).items() if k not in own} or None
+    model, why = choose_models(config, compared, models, transformers_python) if functional and compared \
+        else (None, "not requested (weights only)" if not functional else "")
     options = {"transformers_python": transformers_python}
     skipped: dict[str, str] = {}
     if model is not None and functional == "auto":
-        skipped = {fw: why for fw in dict.fromkeys(["pt", *fws]) if (why := model.unavailable(fw, options))}
+        skipped = {fw: why for fw in dict.fromkeys(["pt", *compared]) if (why := model.unavailable(fw, options))}
         if "pt" in skipped:  # no reference outputs: nothing can be compared
             model, why = None, f"the PyTorch reference cannot run: {skipped['pt']}"
+    skipped.update(own_note)
     if model is None:
-        result.functional = {fw: FunctionalCheck(fw, "-", status=NOT_RUN, error=why) for fw in fws}
+        result.functional = {fw: FunctionalCheck(fw, "-", status=NOT_RUN, error=skipped.get(fw, why)) for fw in fws}
     else:
         run = [fw for fw in fws if fw not in skipped]
         ran, extra = {}, {"versions": {}, "inputs": {}}
@@ -126,6 +137,31 @@ def verify_dir(path: str | Path, reference: str | Path | Source | None = None, f
     if report_dir is not False:
         result.write(Path(report_dir) if report_dir else path)
     return result
+
+
+def _own_format_models(path: Path, models: dict[str, str] | None) -> dict[str, object]:
+    """{framework: model} for ``--model`` factories that build a Keras 3 model (``tf``, with ``model.weights.h5``
+    or ``model.weights.json`` in PATH) or an NNX module (``flax``, with ``nnx/`` in PATH)."""
+    from ..constants import KERAS3_WEIGHTS, NNX_DIR
+    from ..guided import keras3, load_model, nnx
+
+    out = {}
+    for fw, files in (("tf", [KERAS3_WEIGHTS, "model.weights.json"]), ("flax", [NNX_DIR])):
+        spec = (models or {}).get(fw)
+        if isinstance(spec, str) and ":" in spec and any((path / f).exists() for f in files) and not _has(path, fw):
+            model = load_model(fw, spec)
+            if keras3.is_keras3(model) or nnx.is_nnx(model):
+                out[fw] = model
+    return out
+
+
+def _own_format_check(path: Path, reference: Source, fw: str, model: object) -> WeightsCheck:
+    """A Keras 3 / NNX variant planned from the reference for MODEL, loaded by its framework, compared variable by variable."""
+    from ..pipeline import plan_for
+    from .guided import verify_guided
+
+    plan = plan_for(reference, [fw], models={fw: model})
+    return verify_guided(path, reference, plan)[fw]
 
 
 def _has(path: Path, fw: str) -> bool:
