@@ -52,18 +52,25 @@ class Guided:
 
 
 def call_factory(factory: Callable[..., object], config: dict | None) -> object:
-    """Build a model: ``factory(config)`` when the factory takes an argument, else ``factory()``.
+    """Build a model: ``factory(config)`` when the factory asks for it, else ``factory()``.
 
-    One contract for ``convert --model`` and ``verify --model``: a factory may ignore the config.
+    One contract for ``convert --model`` and ``verify --model``: a factory asks for the config by a
+    required first parameter or one named ``config``; other parameters keep their defaults.
 
-    >>> call_factory(lambda: "no config", {"a": 1}), call_factory(lambda c: c["a"], {"a": 1})
-    ('no config', 1)
+    >>> def sized(config): return config["a"]
+    >>> def with_default(config={"a": 0}): return config["a"]
+    >>> def own_options(dtype="float32"): return dtype
+    >>> call_factory(lambda: "no config", {"a": 1}), call_factory(sized, {"a": 1}), call_factory(with_default, {"a": 1})
+    ('no config', 1, 1)
+    >>> call_factory(own_options, {"a": 1})
+    'float32'
     """
     try:
-        wants = any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
-                    for p in inspect.signature(factory).parameters.values())
+        params = [p for p in inspect.signature(factory).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     except (TypeError, ValueError):  # a builtin or C callable without a signature: call it as documented
-        wants = False
+        params = []
+    wants = bool(params) and (params[0].default is inspect.Parameter.empty or params[0].name == "config")
     return factory(config if config is not None else {}) if wants else factory()
 
 

@@ -144,8 +144,8 @@ def _import(spec: str) -> tuple[Any, Any]:
 class FactorySource:
     """The user's own classes: ``{"pt": "pkg.mod:torch_model", "tf": ..., "flax": ...}``.
 
-    A factory (called with the config dict when it takes an argument, as ``convert --model``
-    does) returns a torch module, a built Keras model, or ``(flax module, variables template)``;
+    A factory (called with the config dict when it asks for it, as ``convert --model``
+    does: see ``guided.call_factory``) returns a torch module, a built Keras model, or ``(flax module, variables template)``;
     weights are then loaded strictly by name.
     """
 
