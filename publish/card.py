@@ -90,9 +90,11 @@ def section(facts: CardFacts) -> str:
     """tensorferry's part of the card: files, loading snippets, verification, provenance."""
     lines = [BEGIN, "", "## Weights for PyTorch, TensorFlow and JAX/Flax", ""]
     given = [fw for fw in facts.frameworks if fw not in facts.converted and fw not in facts.present]
-    lines.append("This repository holds the same weights for " + ", ".join(NAMES[fw] for fw in facts.frameworks)
+    checked = [fw for fw in facts.frameworks if fw not in facts.present]  # what this run wrote or read as its source
+    lines.append("This repository holds the same weights for " + ", ".join(NAMES[fw] for fw in checked)
                  + ", converted with [tensorferry](https://pypi.org/project/tensorferry/)"
-                 + (f" from the {NAMES[given[0]]} weights" if given else "") + ".")
+                 + (f" from the {NAMES[given[0]]} weights" if given else
+                    f" from a {NAMES[facts.source_framework]} checkpoint" if facts.source_framework else "") + ".")
     if facts.present:
         lines.append("The " + ", ".join(NAMES[fw] for fw in facts.present) + " weights were in the repository before "
                      "and were left as they were: this run did not check them.")

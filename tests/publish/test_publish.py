@@ -198,6 +198,8 @@ def test_variants_the_repo_already_holds_are_listed_as_such_not_as_checked(hub) 
     rows = {line.split("|")[1].strip(): line for line in card.text.splitlines() if line.startswith("| ") and "`" in line}
     assert set(rows) == {"PyTorch (already in the repo)", "TensorFlow (already in the repo)", "Flax"}, rows
     assert "were in the repository before and were left as they were: this run did not check them" in card.text
+    assert "holds the same weights for Flax, converted" in card.text  # the unchecked ones are not claimed
+    assert "from a PyTorch checkpoint." in card.text
 
 
 def test_bad_source_is_exit_2_before_anything_is_sent(hub, tmp_path, capsys) -> None:
