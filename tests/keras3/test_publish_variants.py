@@ -78,3 +78,19 @@ def test_a_variant_for_the_wrong_kind_of_model_pushes_nothing(hub, source):
         publish(source[0], "alice/cnn-wrong", to=["pt"], endpoint=url, token=token, quiet=True, verify="weights",
                 variants=["keras3=tensorferry.fixtures.autonamed:keras_cnn"])
     assert not hub_api(url, token).repo_exists("alice/cnn-wrong")
+
+
+def test_the_cli_publishes_a_variant_too(hub, source, capsys):
+    import json
+
+    from tensorferry.publish.cli import main
+
+    url, token = hub
+    src, _ = source
+    code = main(["publish", str(src), "alice/cnn-variant-cli", "--to", "pt", "--variant", VARIANTS[0], "--endpoint", url,
+                 "--token", token, "--verify", "weights", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    paths = {f["path"] for f in json.loads(out.out)["files"]}
+    assert {"model.safetensors", "keras3/model.weights.h5", "README.md"} <= paths
+    assert "nnx/_METADATA" not in paths and token not in out.out + out.err
