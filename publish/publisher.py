@@ -40,7 +40,7 @@ from tensorferry.converters.verify.run import verify_dir
 
 from . import card as cards
 from . import variants as variants_
-from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, redact, retry_after, status_of
+from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, retry_after, status_of
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
 COMMIT_RETRIES = 10  # a commit is retried only after checking it did not land

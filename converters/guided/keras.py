@@ -93,7 +93,7 @@ def slots(model) -> list[Slot]:
         weights = [w for w in layer.weights if id(w) not in seen]
         if cls and weights:
             seen.update(id(w) for w in weights)
-            out.append(_slot(layer, cls, [var(w, _leaf(w, layer, cls)) for w in weights], len(out), reader_module(weights[0])))
+            out.append(layer_slot(layer, cls, [var(w, _leaf(w, layer, cls)) for w in weights], len(out), reader_module(weights[0])))
             return
         lone(list(layer._trainable_weights) + list(layer._non_trainable_weights))
         for child in layer._flatten_layers(include_self=False, recursive=False):
@@ -113,7 +113,8 @@ def _leaf(w, layer, cls: str) -> str:
     return leaf_key("/".join(parts[-keep:]))
 
 
-def _slot(layer, cls: str, variables: list[Var], index: int, module: str) -> Slot:
+def layer_slot(layer, cls: str, variables: list[Var], index: int, module: str) -> Slot:
+    """The slot of one Keras layer (Keras 2 or 3: the same layer classes), recurrent cells included."""
     kind = CLASSES[cls]
     slot = Slot(layer.name, cls, frozenset({kind}), variables, (index,), True, module)
     if kind == "depthwise":

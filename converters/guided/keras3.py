@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..layouts import keras3_names as names_
 from ..layouts import tf
-from .keras import CLASSES, keras_class
+from .keras import keras_class, layer_slot
 from .structure import Slot, Var, leaf_key
 
 
@@ -112,7 +112,7 @@ def slots(model) -> list[Slot]:
         if cls and weights:
             seen.update(id(w) for w in weights)
             leaves = [_leaf(w, layer, cls) for w in weights]
-            out.append(_slot(layer, cls, [var(w, leaf) for w, leaf in zip(weights, leaves)], len(out), module(weights[0], leaves[0])))
+            out.append(layer_slot(layer, cls, [var(w, leaf) for w, leaf in zip(weights, leaves)], len(out), module(weights[0], leaves[0])))
             return
         lone(list(layer._trainable_variables) + list(layer._non_trainable_variables))
         for child in layer._flatten_layers(include_self=False, recursive=False):
@@ -146,20 +146,3 @@ def _leaf(w, layer, cls: str) -> str:
         rel = parts[-{"LSTM": 2, "GRU": 2, "Bidirectional": 3}.get(cls, 1):]
     rel[-1] = names_.RENAMED.get(cls, {}).get(rel[-1], rel[-1])
     return leaf_key("/".join(rel))
-
-
-def _slot(layer, cls: str, variables: list[Var], index: int, module: str) -> Slot:
-    from .keras import _cells
-
-    kind = CLASSES[cls]
-    slot = Slot(layer.name, cls, frozenset({kind}), variables, (index,), True, module)
-    if kind == "depthwise":
-        kernel = next(v for v in variables if v.leaf == "depthwise_kernel")
-        slot.params = (("multiplier", kernel.shape[-1]),)
-    if kind in ("lstm", "gru"):
-        _cells(slot, [(layer, "_reverse" if layer.go_backwards else "")], kind)
-    elif kind == "bidirectional":
-        inner = keras_class(layer.forward_layer)
-        slot.cls = f"Bidirectional({inner})"
-        _cells(slot, [(layer.forward_layer, ""), (layer.backward_layer, "_reverse")], CLASSES.get(inner, ""))
-    return slot

@@ -1,7 +1,6 @@
 """Flax msgpack: lying array headers, chunked arrays whose metadata lies, odd keys, deep nesting."""
 from __future__ import annotations
 
-import struct
 
 import msgpack
 import numpy as np

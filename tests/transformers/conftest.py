@@ -8,7 +8,6 @@ transformers 4.57.6 cannot share the project's environment (it needs huggingface
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
