@@ -346,8 +346,13 @@ def _keras_flavour() -> type:
             self._epoch = epoch  # epochs completed (Keras counts from 0; fit(initial_epoch=…) starts there)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            self._steps += 1
-            self.on_step(self.model, self._steps)
+            # with steps_per_execution > 1 fit calls this once per execution, not per step: the optimizer's
+            # count is the true step, and a push is due when it crossed a multiple of save_steps
+            iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+            prev, now = self._steps, (int(iterations.numpy()) if iterations is not None else self._steps + 1)
+            self._steps, self._dirty, self._step = now, True, now
+            if self.save_strategy == "steps" and prev // self.save_steps != now // self.save_steps:
+                self.push(self.model, f"Training in progress, step {now}")
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.on_epoch(self.model, epoch + 1)  # Keras counts epochs from 0
