@@ -160,7 +160,7 @@ class PushToHubCallback:
                 except InputError as e:
                     refused = e
                     raise
-            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"])
+            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"], frameworks=self.frameworks)
         except BaseException as e:
             snap.remove()
             if e is refused or not isinstance(e, Exception):

@@ -46,12 +46,23 @@ TEMPLATE = """
 ---
 
 This model was pushed to the Hub with [tensorferry](https://pypi.org/project/tensorferry/)'s framework mixins:
-one repository with its weights for PyTorch, TensorFlow/Keras and JAX/Flax, loaded with `Model.from_pretrained`.
+one repository with its weights for {{ tensorferry_frameworks }}, loaded with `Model.from_pretrained`.
 - Code: {{ repo_url | default("[More Information Needed]", true) }}
 - Paper: {{ paper_url | default("[More Information Needed]", true) }}
 - Docs: {{ docs_url | default("[More Information Needed]", true) }}
 """
 _local = threading.local()  # save_pretrained's options, seen by _save_pretrained (the mixin passes none)
+CARD_NAMES = {"pt": "PyTorch", "tf": "TensorFlow/Keras", "flax": "JAX/Flax"}  # as the card names the frameworks
+
+
+def framework_list(frameworks: Sequence[str]) -> str:
+    """FRAMEWORKS as the card's sentence names them.
+
+    >>> framework_list(["pt", "flax"]), framework_list(["pt", "tf", "flax"])
+    ('PyTorch and JAX/Flax', 'PyTorch, TensorFlow/Keras and JAX/Flax')
+    """
+    names = [CARD_NAMES[fw] for fw in FRAMEWORKS if fw in frameworks]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def preferred(framework: str, files: Sequence[str]) -> str | None:
@@ -99,6 +110,12 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                                            repo_id=repo_id, push_to_hub=push_to_hub, model_card_kwargs=model_card_kwargs,
                                            **push_to_hub_kwargs)
 
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """huggingface_hub's card, naming the frameworks the repo gets (a push's, else save_pretrained's)."""
+        frameworks = getattr(_local, "card_frameworks", None) or _current()["frameworks"]
+        kwargs.setdefault("tensorferry_frameworks", framework_list(parse_frameworks(frameworks, "frameworks")))
+        return super().generate_model_card(*args, **kwargs)
+
     def _hub_config(self) -> dict | Any | None:
         """The config to save: what ``ModelHubMixin`` captured from ``__init__`` (Flax overrides it)."""
         return self._hub_mixin_config
@@ -143,15 +160,21 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                  max_shard_size: str | int | None = None, model_card_kwargs: dict | None = None, **publish_kwargs: Any) -> Any:
         """``push_to_hub`` returning the whole ``PublishResult``."""
         with tempfile.TemporaryDirectory(prefix="tensorferry-push-") as tmp:
-            self._stage(Path(tmp), config=config, model_card_kwargs=model_card_kwargs, max_shard_size=max_shard_size)
+            self._stage(Path(tmp), config=config, model_card_kwargs=model_card_kwargs, max_shard_size=max_shard_size,
+                        frameworks=frameworks)
             return self._publish_staged(Path(tmp), repo_id, to=frameworks, max_shard_size=max_shard_size, **publish_kwargs)
 
     def _stage(self, folder: Path, *, config: Any = None, model_card_kwargs: dict | None = None,
-               max_shard_size: str | int | None = None) -> None:
-        """The model's own variant, ``config.json`` and card in FOLDER: what a push converts and publishes
-        (the callback's snapshot: the only part that waits for the weights)."""
-        self.save_pretrained(folder, config=config, model_card_kwargs=model_card_kwargs, frameworks=[self.framework],
-                             max_shard_size=max_shard_size)
+               max_shard_size: str | int | None = None, frameworks: Sequence[str] | str | None = None) -> None:
+        """The model's own variant, ``config.json`` and card (naming FRAMEWORKS, the push's) in FOLDER: what a
+        push converts and publishes (the callback's snapshot: the only part that waits for the weights)."""
+        before = getattr(_local, "card_frameworks", None)
+        _local.card_frameworks = frameworks or OPTIONS["frameworks"]
+        try:
+            self.save_pretrained(folder, config=config, model_card_kwargs=model_card_kwargs, frameworks=[self.framework],
+                                 max_shard_size=max_shard_size)
+        finally:
+            _local.card_frameworks = before
 
     def _publish_staged(self, folder: Path, repo_id: str, *, to: Sequence[str] | str | None = None,
                         max_shard_size: str | int | None = None, allow_patterns: Any = None, ignore_patterns: Any = None,
@@ -327,4 +350,4 @@ def encode_config(cls: type, values: dict) -> dict:
             for k, v in values.items() if cls._is_jsonable(v)}
 
 
-__all__ = ["FrameworkHubMixin", "preferred", "kinds_of", "encode_config"]
+__all__ = ["FrameworkHubMixin", "preferred", "kinds_of", "encode_config", "framework_list"]
