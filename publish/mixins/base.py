@@ -35,6 +35,7 @@ from huggingface_hub import ModelHubMixin
 
 from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, STANDARD, parse_frameworks
 from tensorferry.converters.errors import InputError, VerificationError
+from tensorferry.publish.files import variant_files
 
 OPTIONS = {"frameworks": FRAMEWORKS, "max_shard_size": MAX_SHARD_SIZE}
 # What a twin loads when its own variant is missing: the other frameworks, nearest layout first.
@@ -131,7 +132,7 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
             if others:
                 _convert_and_check(own_dir, save_directory, others, options["max_shard_size"], self._structure())
             if own in wanted:
-                for old in _variant_files(save_directory, own):
+                for old in variant_files(save_directory, own):
                     old.unlink()
                 for f in sorted(own_dir.iterdir()):
                     shutil.move(str(f), save_directory / f.name)
@@ -266,12 +267,6 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
 
 
 # helpers ------------------------------------------------------------------------------------------------
-def _variant_files(folder: Path, fw: str) -> list[Path]:
-    import fnmatch
-
-    return [p for p in sorted(folder.iterdir()) if any(fnmatch.fnmatch(p.name, pat) for pat in FILES[fw].patterns)]
-
-
 def _convert_and_check(own_dir: Path, out: Path, others: list[str], max_shard_size: str | int, structure: Any) -> None:
     """Convert the own variant in OWN_DIR to OTHERS, compare every tensor back with it, then move them into OUT."""
     from tensorferry.converters import convert
@@ -285,9 +280,9 @@ def _convert_and_check(own_dir: Path, out: Path, others: list[str], max_shard_si
         if not v.passed:
             raise VerificationError(out, "the converted variants differ from the model's weights:\n" + "\n".join(v.culprits()[:10]))
         for fw in others:
-            for old in _variant_files(out, fw):
+            for old in variant_files(out, fw):
                 old.unlink()
-            for f in _variant_files(made, fw):
+            for f in variant_files(made, fw):
                 shutil.move(str(f), out / f.name)
 
 

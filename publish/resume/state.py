@@ -21,7 +21,6 @@ counters to go on from.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -29,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tensorferry.converters.constants import CHECKPOINT_DIR, CHECKPOINT_STATE, CONFIG, FILES, FRAMEWORKS
+from tensorferry.converters.constants import CHECKPOINT_DIR, CHECKPOINT_STATE, CONFIG, FRAMEWORKS
 from tensorferry.converters.errors import InputError
+from tensorferry.publish.files import sha256, variant_files
 
 FORMAT = "tensorferry.checkpoint/1"
 MODULES = {"pt": "torch", "tf": "keras", "flax": "flax"}  # framework → this package's module for its optimizer
@@ -80,7 +80,7 @@ def seal(folder: Path, weights: Path) -> None:
     """
     path = folder / Path(CHECKPOINT_STATE).name
     record = json.loads(path.read_text())
-    record["weights"] = {p.name: _sha256(p) for p in _weight_files(weights, record["framework"])}
+    record["weights"] = {p.name: sha256(p) for p in variant_files(weights, record["framework"])}
     _write_json(path, record)
 
 
@@ -109,7 +109,7 @@ def load_checkpoint(repo_or_dir: str | Path, model: Any, optimizer: Any = None, 
     module = _framework_module(fw)
     if weights:
         for name, digest in record.get("weights", {}).items():
-            if not (folder / name).is_file() or _sha256(folder / name) != digest:
+            if not (folder / name).is_file() or sha256(folder / name) != digest:
                 raise InputError(source, f"{name} is not the file {CHECKPOINT_STATE} was written with: a later push "
                                          "replaced the weights; resume from the commit that pushed the checkpoint (revision=)")
         model = module.load_weights(model, folder)
@@ -140,20 +140,6 @@ def _read_record(path: Path, fw: str) -> dict:
     if record.get("framework") != fw:
         raise InputError(path, f"was written by a {record.get('framework')} model, not a {fw} one")
     return record
-
-
-def _weight_files(folder: Path, fw: str) -> list[Path]:
-    import fnmatch
-
-    return [p for p in sorted(folder.iterdir()) if any(fnmatch.fnmatch(p.name, pat) for pat in FILES[fw].patterns)]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, record: dict) -> None:
