@@ -24,16 +24,20 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tensorferry.converters.constants import CHECKPOINT_DIR, CHECKPOINT_STATE, CONFIG, FRAMEWORKS
+from tensorferry.converters.constants import CHECKPOINT_DIR, CHECKPOINT_STATE, CONFIG, FILES, FRAMEWORKS
 from tensorferry.converters.errors import InputError
-from tensorferry.publish.files import sha256, variant_files
+from tensorferry.publish.files import is_variant_file, sha256, variant_files
 
 FORMAT = "tensorferry.checkpoint/1"
 MODULES = {"pt": "torch", "tf": "keras", "flax": "flax"}  # framework → this package's module for its optimizer
+RECORD_KEYS = ("step", "epoch", "optimizer", "weights")  # besides format and framework
+OPTIMIZER_KEYS = {"pt": {"state": dict}, "tf": {"variables": list}, "flax": {}}  # what each restore reads
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -108,7 +112,7 @@ def load_checkpoint(repo_or_dir: str | Path, model: Any, optimizer: Any = None, 
     record = _read_record(folder / CHECKPOINT_STATE, fw)
     module = _framework_module(fw)
     if weights:
-        for name, digest in record.get("weights", {}).items():
+        for name, digest in record["weights"].items():
             if not (folder / name).is_file() or sha256(folder / name) != digest:
                 raise InputError(source, f"{name} is not the file {CHECKPOINT_STATE} was written with: a later push "
                                          "replaced the weights; resume from the commit that pushed the checkpoint (revision=)")
@@ -129,16 +133,38 @@ def _folder(target: str | Path, fw: str, **options: Any) -> tuple[Path, str]:
 
 
 def _read_record(path: Path, fw: str) -> dict:
+    """The checked record of ``trainer_state.json``: a hostile or damaged one is an ``InputError`` naming it,
+    and its weight names are plain file names of FW's variant (nothing outside the folder is read)."""
     if not path.is_file():
         raise InputError(path.parent.parent, f"holds no {CHECKPOINT_STATE}: push with PushToHubCallback(checkpoint=True)")
     try:
         record = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not JSON: {e}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("optimizer"), dict):
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(path, f"not a {FORMAT} record")
     if record.get("framework") != fw:
         raise InputError(path, f"was written by a {record.get('framework')} model, not a {fw} one")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise InputError(path, f"lacks {', '.join(missing)}")
+    for key in ("step", "epoch"):
+        if record[key] is not None and (not isinstance(record[key], int) or isinstance(record[key], bool) or record[key] < 0):
+            raise InputError(path, f"{key} is {record[key]!r}, not a count")
+    weights = record["weights"]
+    if not isinstance(weights, dict):
+        raise InputError(path, f"weights is a {type(weights).__name__}, not a table of file names and digests")
+    for name, digest in weights.items():
+        if not is_variant_file(name, fw):
+            raise InputError(path, f"weights names {name!r}, not a file of the {fw} variant ({', '.join(FILES[fw].patterns)})")
+        if not isinstance(digest, str) or not SHA256.fullmatch(digest):
+            raise InputError(path, f"the digest of {name} is not a sha256")
+    optimizer = record["optimizer"]
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("class"), str):
+        raise InputError(path, "optimizer is not a table with the optimizer's class")
+    for key, kind in OPTIMIZER_KEYS[fw].items():
+        if not isinstance(optimizer.get(key), kind):
+            raise InputError(path, f"optimizer.{key} is missing or not a {kind.__name__}")
     return record
 
 
