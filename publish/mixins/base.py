@@ -101,6 +101,9 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                         **push_to_hub_kwargs: Any) -> str | None:
         """Write ``config.json``, the card and every variant in FRAMEWORKS (default all three) to SAVE_DIRECTORY.
 
+        The standard files of the frameworks not in FRAMEWORKS (an earlier save's) are removed, so the
+        folder never holds weights other than the model's.
+
         The model's own weights are written by its framework (``model.safetensors`` sharded past
         ``max_shard_size``), the others converted from them by tensorferry and checked tensor by tensor.
         """
@@ -136,6 +139,12 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                     old.unlink()
                 for f in sorted(own_dir.iterdir()):
                     shutil.move(str(f), save_directory / f.name)
+            # an earlier save's variant of a framework not written now would hold other weights, which
+            # from_pretrained would load without a word: its standard files go (nothing else is touched)
+            for fw in FRAMEWORKS:
+                if fw not in wanted:
+                    for stale in variant_files(save_directory, fw):
+                        stale.unlink()
 
     def push_to_hub(self, repo_id: str, *, config: dict | Any | None = None, commit_message: str | None = None,
                     commit_description: str | None = None, private: bool | None = None, token: str | None = None,

@@ -101,9 +101,19 @@ class FlaxHubMixin(FrameworkHubMixin):
         import jax.numpy as jnp
 
         module, shapes = model
-        tree = _read(folder / FILES["flax"].single, shapes)
-        variables = _unflat({k: jnp.asarray(v) for k, v in flat(tree).items() if k in flat(shapes)})
-        return module.bind(variables)
+        path = folder / FILES["flax"].single
+        want = flat(shapes)
+        got = {k: v for k, v in flat(_read(path, shapes)).items() if EXTRA not in k.split("/")}  # side data is no weight
+        missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        if missing or unexpected:
+            raise InputError(path, "does not fit the module's variables: " + "; ".join(
+                f"{what} {', '.join(keys[:10])}{' …' if len(keys) > 10 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
+        wrong = [f"{k} {tuple(getattr(got[k], 'shape', ()))} (the module's {tuple(want[k].shape)})" for k in want
+                 if tuple(getattr(got[k], "shape", ())) != tuple(want[k].shape)]
+        if wrong:
+            raise InputError(path, "has variables of other shapes than the module's: " + ", ".join(wrong[:10]))
+        return module.bind(_unflat({k: jnp.asarray(v) for k, v in got.items()}))
 
     @classmethod
     def _guide(cls, model: Any) -> Any:
