@@ -279,13 +279,14 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
 def _convert_and_check(own_dir: Path, out: Path, others: list[str], max_shard_size: str | int, structure: Any) -> None:
     """Convert the own variant in OWN_DIR to OTHERS, compare every tensor back with it, then move them into OUT."""
     from tensorferry.converters import convert
+    from tensorferry.converters.kinds import kinds_table
     from tensorferry.converters.verify.run import verify_dir
 
     with tempfile.TemporaryDirectory(prefix="tensorferry-convert-") as tmp:
         made = Path(tmp)
         convert(own_dir, made, to=others, max_shard_size=max_shard_size, structure=structure)
         v = verify_dir(made, reference=own_dir, frameworks=others, functional=False, report_dir=False,
-                       kinds=kinds_of(structure))
+                       kinds=kinds_table(structure))
         if not v.passed:
             raise VerificationError(out, "the converted variants differ from the model's weights:\n" + "\n".join(v.culprits()[:10]))
         for fw in others:
@@ -293,19 +294,6 @@ def _convert_and_check(own_dir: Path, out: Path, others: list[str], max_shard_si
                 old.unlink()
             for f in variant_files(made, fw):
                 shutil.move(str(f), out / f.name)
-
-
-def kinds_of(structure: Any) -> dict[str, str] | None:
-    """The ``{regex: kind}`` table a torch module gives (what the conversion was told), or None.
-
-    >>> kinds_of(None) is None
-    True
-    """
-    if structure is None:
-        return None
-    from tensorferry.converters.kinds import kinds_from_torch
-
-    return {k: v for k, v in kinds_from_torch(structure).items() if v} or None
 
 
 def _download(repo_id: str, framework: str, *, revision: str | None, token: Any, cache_dir: Any, force_download: bool,
@@ -354,4 +342,4 @@ def encode_config(cls: type, values: dict) -> dict:
             for k, v in values.items() if cls._is_jsonable(v)}
 
 
-__all__ = ["FrameworkHubMixin", "preferred", "kinds_of", "encode_config", "framework_list"]
+__all__ = ["FrameworkHubMixin", "preferred", "encode_config", "framework_list"]

@@ -69,7 +69,7 @@ class FlaxHubMixin(FrameworkHubMixin):
         from flax import serialization
 
         try:
-            variables = _plain(self.variables)
+            variables = plain(self.variables)
         except Exception:  # noqa: BLE001 - linen raises its own error types for an unbound module
             raise InputError(type(self).__name__, "the Flax module is not bound to variables: save module.bind(variables)") from None
         tree = variables["params"] if set(variables) == {"params"} else variables
@@ -85,7 +85,7 @@ class FlaxHubMixin(FrameworkHubMixin):
             raise InputError(cls.__name__, "give the class `dummy_inputs` (an input for module.init) so its variables can be built")
         sample = dummy() if callable(dummy) else dummy
         shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), sample))
-        return module, _plain(shapes)
+        return module, plain(shapes)
 
     @classmethod
     def _loads_directly(cls, model: Any, folder: Path) -> bool:
@@ -120,8 +120,14 @@ class FlaxHubMixin(FrameworkHubMixin):
         return model[1]
 
 
-def _plain(tree: Any) -> dict:
-    return {k: _plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
+def plain(tree: Any) -> dict:
+    """A variables tree (``FrozenDict``s, any mapping) as nested plain dicts, leaves untouched.
+
+    >>> from types import MappingProxyType
+    >>> plain(MappingProxyType({"params": MappingProxyType({"kernel": 1})}))
+    {'params': {'kernel': 1}}
+    """
+    return {k: plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
 
 
 def _read(path: Path, like: dict) -> dict:

@@ -66,6 +66,6 @@ def load_weights(model: Any, folder: Path) -> Any:
         if dummy is None:
             raise InputError(type(model).__name__, "pass the module bound to variables, or give its class `dummy_inputs`")
         variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), dummy() if callable(dummy) else dummy))
-    from tensorferry.publish.mixins.flax import _plain
+    from tensorferry.publish.mixins.flax import plain
 
-    return type(module)._load_weights((module, _plain(variables)), folder)
+    return type(module)._load_weights((module, plain(variables)), folder)

@@ -68,9 +68,9 @@ def restore(model: Any, optimizer: Any, folder: Path, record: dict) -> Any:
 
 def load_weights(model: Any, folder: Path) -> Any:
     """MODEL (built first when needed) with the repo's own weights (``tf_model.h5``)."""
-    from tensorferry.publish.mixins.keras import _ensure_built
+    from tensorferry.publish.mixins.keras import ensure_built
 
-    return type(model)._load_weights(_ensure_built(model), folder)
+    return type(model)._load_weights(ensure_built(model), folder)
 
 
 def _plain(value: Any) -> Any:
