@@ -196,6 +196,11 @@ class PushToHubCallback:
 
         What did not finish in time is abandoned and reported (``callback.errors``).  The callback can
         push again afterwards (a new temporary folder is made).
+
+        >>> with PushToHubCallback("alice/tiny", work_dir=tempfile.mkdtemp()) as callback:
+        ...     pass  # the training loop
+        >>> callback.errors, callback.wait(timeout=0)
+        ([], True)
         """
         if not self.wait(timeout):
             with self._cond:

@@ -152,9 +152,9 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                     allow_patterns: list[str] | str | None = None, ignore_patterns: list[str] | str | None = None,
                     delete_patterns: list[str] | str | None = None, model_card_kwargs: dict[str, Any] | None = None,
                     frameworks: Sequence[str] | str | None = None, max_shard_size: str | int | None = None,
-                    verify: str = "weights", endpoint: str | None = None) -> str:
-        """Publish config, card and every framework's variant to REPO_ID in ONE commit; returns the commit URL
-        (None when the repo already held identical files: no commit is made).
+                    verify: str = "weights", endpoint: str | None = None) -> str | None:
+        """Publish config, card and every framework's variant to REPO_ID in ONE commit; returns the commit URL,
+        or None when the repo already held identical files (no commit is made).
 
         Goes through ``tensorferry.publish.publisher.publish`` (convert, verify, one ``create_commit``);
         the endpoint is ``HF_ENDPOINT`` unless ``endpoint`` is given.  ``branch`` (huggingface_hub's name)

@@ -60,7 +60,11 @@ def _framework_module(fw: str) -> Any:
 
 
 def new_record(framework: str, *, step: int | None, epoch: int | None, optimizer: dict) -> dict:
-    """The JSON of ``trainer_state.json`` before the weights' digests are added."""
+    """The JSON of ``trainer_state.json`` before the weights' digests are added.
+
+    >>> new_record("flax", step=None, epoch=2, optimizer={"class": "ScaleByAdamState"})["weights"]
+    {}
+    """
     return {"format": FORMAT, "framework": framework, "step": step, "epoch": epoch, "optimizer": optimizer, "weights": {}}
 
 
@@ -103,6 +107,27 @@ def load_checkpoint(repo_or_dir: str | Path, model: Any, optimizer: Any = None, 
     parameters; for tf_keras the compiled model's optimizer (default); for Flax a template
     ``tx.init(params)`` — and returns the step and epoch counters with them (``Resumed``).
     Go on with ``model.fit(..., initial_epoch=resumed.epoch)`` or your loop from ``resumed.step + 1``.
+
+    A folder laid out as a push leaves it (``write`` and ``seal`` are what the callback runs):
+
+    >>> import tempfile, torch
+    >>> from tensorferry.publish import TorchHubMixin
+    >>> class Tiny(torch.nn.Module, TorchHubMixin):
+    ...     def __init__(self) -> None:
+    ...         super().__init__()
+    ...         self.fc = torch.nn.Linear(2, 1)
+    >>> net, folder = Tiny(), Path(tempfile.mkdtemp())
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    >>> net.fc(torch.ones(1, 2)).sum().backward(); opt.step()
+    >>> net.save_pretrained(folder, frameworks=["pt"])
+    >>> (folder / "checkpoint").mkdir()
+    >>> write(net, opt, folder / "checkpoint", step=1, epoch=None); seal(folder / "checkpoint", folder)
+    >>> sorted(files(folder / "checkpoint"))
+    ['checkpoint/optimizer.safetensors', 'checkpoint/trainer_state.json']
+    >>> fresh = Tiny()
+    >>> resumed = load_checkpoint(folder, fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9))
+    >>> resumed.step, torch.equal(fresh.fc.weight, net.fc.weight), "momentum_buffer" in resumed.optimizer.state_dict()["state"][0]
+    (1, True, True)
     """
     fw = getattr(model, "framework", None)
     if fw not in FRAMEWORKS:

@@ -60,3 +60,10 @@ def test_flax_file_that_does_not_fit_the_module_names_the_keys(tmp_path) -> None
     with pytest.raises(InputError, match=r"flax_model.msgpack: .*missing params/Dense_0/bias, params/Dense_0/kernel; "
                                          r"unexpected params/Extra_0/kernel"):
         FNet._load_weights(FNet._build(), tmp_path)
+
+
+def test_push_to_hub_returns_none_when_the_repo_already_holds_the_files(hub) -> None:
+    model, repo = twins.torch_model(), hub.repo("noop")
+    first = model.push_to_hub(repo, token=hub.token, frameworks=["pt"])
+    again = model.push_to_hub(repo, token=hub.token, frameworks=["pt"])
+    assert isinstance(first, str) and again is None and len(hub.commits(repo)) == 2
