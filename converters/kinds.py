@@ -303,6 +303,18 @@ def kinds_from_torch(model, all_modules: bool = False) -> dict[str, str]:
     return out
 
 
+def kinds_table(structure: object | None) -> dict[str, str] | None:
+    """The ``{regex: kind}`` table a torch module gives for verification (known kinds only), or None
+    (no module, or none of known kind).
+
+    >>> kinds_table(None) is None
+    True
+    """
+    if structure is None:
+        return None
+    return {k: v for k, v in kinds_from_torch(structure).items() if v} or None
+
+
 def torch_kind(mod) -> str | None:
     """The kind of one ``torch.nn.Module`` from its class (``depthwise:m`` for a depthwise Conv2d), or None.
 

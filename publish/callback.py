@@ -20,14 +20,23 @@ still queued.  ``on_train_end`` pushes the final weights when they were not push
 once the last push is done.  A failed push is reported (stderr and ``callback.errors``); training
 goes on.
 
+Training that never reaches ``on_train_end`` (``fit`` raised, the loop broke out, ``sys.exit``)
+still lands the pushes it asked for: at interpreter exit the callback waits up to ``exit_timeout``
+seconds for the queued and in-flight pushes, then removes its temporary folders (snapshots and the
+publisher's staging, all under one private folder in ``work_dir``, default the system's temp
+folder).  ``close()`` does the same at once, and ``with PushToHubCallback(...) as callback:`` calls it.
+
 >>> callback = PushToHubCallback("alice/tiny", save_strategy="steps", save_steps=100)
 >>> callback.due_step(200), callback.due_step(250), callback.due_epoch(1)
 (True, False, False)
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import shutil
 import sys
+import time
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -67,7 +76,8 @@ class PushToHubCallback:
     def __init__(self, repo_id: str, save_strategy: str = "epoch", save_steps: int | None = None,
                  frameworks: Sequence[str] | str = FRAMEWORKS, checkpoint: bool = False, *, token: str | None = None,
                  endpoint: str | None = None, private: bool | None = None, revision: str | None = None,
-                 max_shard_size: str | int = MAX_SHARD_SIZE, verify: str = "weights", quiet: bool = False) -> None:
+                 max_shard_size: str | int = MAX_SHARD_SIZE, verify: str = "weights", quiet: bool = False,
+                 work_dir: str | Path | None = None, exit_timeout: float = 300.0) -> None:
         super().__init__()
         if save_strategy not in ("epoch", "steps"):
             raise InputError("save_strategy", f"{save_strategy!r}: choose epoch or steps")
@@ -79,6 +89,10 @@ class PushToHubCallback:
         self.options = {"token": token, "endpoint": endpoint, "private": private, "revision": revision,
                         "max_shard_size": max_shard_size, "verify": verify}
         self.quiet = quiet
+        self.work_dir = Path(work_dir) if work_dir is not None else None  # where the private temp folder goes
+        self.exit_timeout = exit_timeout
+        self._tmp: Path | None = None  # the private folder (created on the first push, removed by close())
+        self._exit_hook: Any = None
         self.results: list[tuple[str, Any]] = []  # (message, PublishResult) of each finished push
         self.replaced = 0  # snapshots dropped for a newer one while queued
         self.errors: list[Exception] = []  # each failed push's error (training went on)
@@ -118,11 +132,12 @@ class PushToHubCallback:
             self.push(model, f"Training in progress, epoch {epoch}", optimizer=optimizer)
 
     def on_train_end(self, model: Any = None, optimizer: Any = None) -> None:
-        """Push the final weights unless the last push holds them, and wait until every push is done."""
+        """Push the final weights unless the last push holds them, wait until every push is done, and remove
+        the temporary folders (``close()``)."""
         model = model if _is_model(model) else getattr(self, "model", None)
         if self._dirty and model is not None:
             self.push(model, "End of training", optimizer=optimizer)
-        self.wait()
+        self.close()
 
     # pushing ---------------------------------------------------------------------------------------------
     def push(self, model: Any, message: str, optimizer: Any = None) -> None:
@@ -132,19 +147,20 @@ class PushToHubCallback:
             raise InputError(type(model).__name__, "is not a TorchHubMixin, KerasHubMixin or FlaxHubMixin model")
         if self.checkpoint:
             optimizer = self._checkpointed(model, optimizer)
-        snap = _Snapshot(Path(tempfile.mkdtemp(prefix="tensorferry-snapshot-")), model, message)
+        tmp = self._private_dir()
+        snap = _Snapshot(Path(tempfile.mkdtemp(prefix="snapshot-", dir=tmp)), model, message)
         refused = None  # an optimizer state that cannot be saved safely: the caller's to fix, not a failed push
         try:
             if self.checkpoint:
                 from .resume import state
 
-                snap.checkpoint = Path(tempfile.mkdtemp(prefix="tensorferry-checkpoint-"))
+                snap.checkpoint = Path(tempfile.mkdtemp(prefix="checkpoint-", dir=tmp))
                 try:
                     state.write(model, optimizer, snap.checkpoint, step=self._step, epoch=self._epoch)
                 except InputError as e:
                     refused = e
                     raise
-            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"])
+            model._stage(snap.folder, max_shard_size=self.options["max_shard_size"], frameworks=self.frameworks)
         except BaseException as e:
             snap.remove()
             if e is refused or not isinstance(e, Exception):
@@ -164,11 +180,64 @@ class PushToHubCallback:
                 self._thread.start()
             self._cond.notify_all()
 
-    def wait(self) -> None:
-        """Block until no push is queued or in flight."""
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until no push is queued or in flight (at most TIMEOUT seconds); whether that is so."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._queued is not None or self._busy:
-                self._cond.wait()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for the queued and in-flight pushes (at most TIMEOUT seconds), then remove the temporary folders.
+
+        What did not finish in time is abandoned and reported (``callback.errors``).  The callback can
+        push again afterwards (a new temporary folder is made).
+
+        >>> with PushToHubCallback("alice/tiny", work_dir=tempfile.mkdtemp()) as callback:
+        ...     pass  # the training loop
+        >>> callback.errors, callback.wait(timeout=0)
+        ([], True)
+        """
+        if not self.wait(timeout):
+            with self._cond:
+                dropped, self._queued = self._queued, None
+            left = "a push" + (" and a queued snapshot" if dropped is not None else "")
+            error = TimeoutError(f"{left} to {self.repo_id} did not finish within {timeout:g} s: abandoned")
+            self.errors.append(error)
+            self._say(str(error), always=True)
+        self._unhook()
+        with self._cond:
+            tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def __enter__(self) -> "PushToHubCallback":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _private_dir(self) -> Path:
+        """This callback's temporary folder (snapshots, the publisher's staging), made on first use, with
+        the exit hook that removes it."""
+        with self._cond:
+            if self._tmp is None:
+                if self.work_dir is not None:
+                    self.work_dir.mkdir(parents=True, exist_ok=True)
+                self._tmp = Path(tempfile.mkdtemp(prefix="tensorferry-callback-", dir=self.work_dir))
+            if self._exit_hook is None:
+                self._exit_hook = _at_exit(self)
+            return self._tmp
+
+    def _unhook(self) -> None:
+        hook, self._exit_hook = self._exit_hook, None
+        if hook is not None:
+            with contextlib.suppress(ValueError):
+                _EXIT_HOOKS.remove(hook)
 
     def _work(self) -> None:
         while True:
@@ -185,7 +254,7 @@ class PushToHubCallback:
                     state.seal(snap.checkpoint, snap.folder)  # the weights' digests, hashed here, not in training
                     extras = state.files(snap.checkpoint)
                 result = snap.model._publish_staged(snap.folder, self.repo_id, to=self.frameworks, extras=extras,
-                                                    commit_message=snap.message, **self.options)
+                                                    commit_message=snap.message, work_dir=snap.folder.parent, **self.options)
                 self.results.append((snap.message, result))
                 self._say(f"pushed {self.repo_id}: {snap.message} ({result.commit_url or 'no change'})")
             except Exception as e:  # noqa: BLE001 - a failed push must not kill training: it is reported
@@ -218,6 +287,45 @@ class PushToHubCallback:
             print(f"tensorferry: {text}", file=sys.stderr)
 
 
+# Exit hooks of the live callbacks.  They run from threading's exit hooks: after the main thread ends
+# (an uncaught error included) but BEFORE the interpreter refuses new threads and thread pools
+# (huggingface_hub uploads through them), which a plain ``atexit`` hook would run after.
+_EXIT_HOOKS: list[Any] = []
+_REGISTERED: list[bool] = []
+
+
+def _at_exit(callback: PushToHubCallback) -> Any:
+    import weakref
+
+    ref = weakref.ref(callback)  # a callback dropped by its owner is not kept alive by the hook
+
+    def hook() -> None:
+        cb = ref()
+        if cb is not None:
+            cb.close(cb.exit_timeout)
+
+    if not _REGISTERED:
+        _REGISTERED.append(True)
+        import concurrent.futures.thread  # noqa: F401 - its exit hook registered first, so it runs after ours
+
+        register = getattr(threading, "_register_atexit", None)
+        try:
+            (register or atexit.register)(_run_exit_hooks)
+        except RuntimeError:  # already shutting down
+            atexit.register(_run_exit_hooks)
+    _EXIT_HOOKS.append(hook)
+    return hook
+
+
+def _run_exit_hooks() -> None:
+    while _EXIT_HOOKS:
+        hook = _EXIT_HOOKS.pop()
+        try:
+            hook()
+        except Exception as e:  # noqa: BLE001 - one callback's clean-up must not stop the others'
+            print(f"tensorferry: clean-up at exit failed: {e}", file=sys.stderr)
+
+
 def _is_model(value: Any) -> bool:
     return value is not None and hasattr(value, "_stage")
 
@@ -243,8 +351,13 @@ def _keras_flavour() -> type:
             self._epoch = epoch  # epochs completed (Keras counts from 0; fit(initial_epoch=…) starts there)
 
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            self._steps += 1
-            self.on_step(self.model, self._steps)
+            # with steps_per_execution > 1 fit calls this once per execution, not per step: the optimizer's
+            # count is the true step, and a push is due when it crossed a multiple of save_steps
+            iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+            prev, now = self._steps, (int(iterations.numpy()) if iterations is not None else self._steps + 1)
+            self._steps, self._dirty, self._step = now, True, now
+            if self.save_strategy == "steps" and prev // self.save_steps != now // self.save_steps:
+                self.push(self.model, f"Training in progress, step {now}")
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             self.on_epoch(self.model, epoch + 1)  # Keras counts epochs from 0

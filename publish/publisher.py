@@ -40,6 +40,7 @@ from tensorferry.converters.verify.run import verify_dir
 
 from . import card as cards
 from . import variants as variants_
+from .files import sha256 as _sha256  # shared with the checkpoints (resume.state)
 from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, retry_after, status_of
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
@@ -343,16 +344,6 @@ def _same(remote: Any, f: PlannedFile) -> bool:
     return remote.blob_id == git_hash(f.local.read_bytes())
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 # verify and describe ----------------------------------------------------------------------------------
 def _verify(staging: Path, src_path: Path, made: list[str], mode: str, models: dict[str, str] | None,
             transformers_python: str | None, structure: object | None = None) -> Verification | None:
@@ -361,11 +352,9 @@ def _verify(staging: Path, src_path: Path, made: list[str], mode: str, models: d
     if not made:
         return None  # nothing converted: the files are the source's own
     functional = {"auto": "auto", "full": True, "weights": False}[mode]
-    kinds = None
-    if structure is not None:
-        from tensorferry.converters.kinds import kinds_from_torch
+    from tensorferry.converters.kinds import kinds_table
 
-        kinds = {k: v for k, v in kinds_from_torch(structure).items() if v} or None
+    kinds = kinds_table(structure)
     return verify_dir(staging, reference=src_path, frameworks=made, functional=functional, models=models,
                       transformers_python=transformers_python, report_dir=staging, kinds=kinds)
 

@@ -35,6 +35,7 @@ from huggingface_hub import ModelHubMixin
 
 from tensorferry.converters.constants import CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, STANDARD, parse_frameworks
 from tensorferry.converters.errors import InputError, VerificationError
+from tensorferry.publish.files import variant_files
 
 OPTIONS = {"frameworks": FRAMEWORKS, "max_shard_size": MAX_SHARD_SIZE}
 # What a twin loads when its own variant is missing: the other frameworks, nearest layout first.
@@ -46,12 +47,23 @@ TEMPLATE = """
 ---
 
 This model was pushed to the Hub with [tensorferry](https://pypi.org/project/tensorferry/)'s framework mixins:
-one repository with its weights for PyTorch, TensorFlow/Keras and JAX/Flax, loaded with `Model.from_pretrained`.
+one repository with its weights for {{ tensorferry_frameworks }}, loaded with `Model.from_pretrained`.
 - Code: {{ repo_url | default("[More Information Needed]", true) }}
 - Paper: {{ paper_url | default("[More Information Needed]", true) }}
 - Docs: {{ docs_url | default("[More Information Needed]", true) }}
 """
 _local = threading.local()  # save_pretrained's options, seen by _save_pretrained (the mixin passes none)
+CARD_NAMES = {"pt": "PyTorch", "tf": "TensorFlow/Keras", "flax": "JAX/Flax"}  # as the card names the frameworks
+
+
+def framework_list(frameworks: Sequence[str]) -> str:
+    """FRAMEWORKS as the card's sentence names them.
+
+    >>> framework_list(["pt", "flax"]), framework_list(["pt", "tf", "flax"])
+    ('PyTorch and JAX/Flax', 'PyTorch, TensorFlow/Keras and JAX/Flax')
+    """
+    names = [CARD_NAMES[fw] for fw in FRAMEWORKS if fw in frameworks]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def preferred(framework: str, files: Sequence[str]) -> str | None:
@@ -89,6 +101,9 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                         **push_to_hub_kwargs: Any) -> str | None:
         """Write ``config.json``, the card and every variant in FRAMEWORKS (default all three) to SAVE_DIRECTORY.
 
+        The standard files of the frameworks not in FRAMEWORKS (an earlier save's) are removed, so the
+        folder never holds weights other than the model's.
+
         The model's own weights are written by its framework (``model.safetensors`` sharded past
         ``max_shard_size``), the others converted from them by tensorferry and checked tensor by tensor.
         """
@@ -98,6 +113,12 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
             return super().save_pretrained(save_directory, config=config if config is not None else self._hub_config(),
                                            repo_id=repo_id, push_to_hub=push_to_hub, model_card_kwargs=model_card_kwargs,
                                            **push_to_hub_kwargs)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """huggingface_hub's card, naming the frameworks the repo gets (a push's, else save_pretrained's)."""
+        frameworks = getattr(_local, "card_frameworks", None) or _current()["frameworks"]
+        kwargs.setdefault("tensorferry_frameworks", framework_list(parse_frameworks(frameworks, "frameworks")))
+        return super().generate_model_card(*args, **kwargs)
 
     def _hub_config(self) -> dict | Any | None:
         """The config to save: what ``ModelHubMixin`` captured from ``__init__`` (Flax overrides it)."""
@@ -114,10 +135,16 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
             if others:
                 _convert_and_check(own_dir, save_directory, others, options["max_shard_size"], self._structure())
             if own in wanted:
-                for old in _variant_files(save_directory, own):
+                for old in variant_files(save_directory, own):
                     old.unlink()
                 for f in sorted(own_dir.iterdir()):
                     shutil.move(str(f), save_directory / f.name)
+            # an earlier save's variant of a framework not written now would hold other weights, which
+            # from_pretrained would load without a word: its standard files go (nothing else is touched)
+            for fw in FRAMEWORKS:
+                if fw not in wanted:
+                    for stale in variant_files(save_directory, fw):
+                        stale.unlink()
 
     def push_to_hub(self, repo_id: str, *, config: dict | Any | None = None, commit_message: str | None = None,
                     commit_description: str | None = None, private: bool | None = None, token: str | None = None,
@@ -125,9 +152,9 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                     allow_patterns: list[str] | str | None = None, ignore_patterns: list[str] | str | None = None,
                     delete_patterns: list[str] | str | None = None, model_card_kwargs: dict[str, Any] | None = None,
                     frameworks: Sequence[str] | str | None = None, max_shard_size: str | int | None = None,
-                    verify: str = "weights", endpoint: str | None = None) -> str:
-        """Publish config, card and every framework's variant to REPO_ID in ONE commit; returns the commit URL
-        (None when the repo already held identical files: no commit is made).
+                    verify: str = "weights", endpoint: str | None = None) -> str | None:
+        """Publish config, card and every framework's variant to REPO_ID in ONE commit; returns the commit URL,
+        or None when the repo already held identical files (no commit is made).
 
         Goes through ``tensorferry.publish.publisher.publish`` (convert, verify, one ``create_commit``);
         the endpoint is ``HF_ENDPOINT`` unless ``endpoint`` is given.  ``branch`` (huggingface_hub's name)
@@ -143,15 +170,21 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
                  max_shard_size: str | int | None = None, model_card_kwargs: dict | None = None, **publish_kwargs: Any) -> Any:
         """``push_to_hub`` returning the whole ``PublishResult``."""
         with tempfile.TemporaryDirectory(prefix="tensorferry-push-") as tmp:
-            self._stage(Path(tmp), config=config, model_card_kwargs=model_card_kwargs, max_shard_size=max_shard_size)
+            self._stage(Path(tmp), config=config, model_card_kwargs=model_card_kwargs, max_shard_size=max_shard_size,
+                        frameworks=frameworks)
             return self._publish_staged(Path(tmp), repo_id, to=frameworks, max_shard_size=max_shard_size, **publish_kwargs)
 
     def _stage(self, folder: Path, *, config: Any = None, model_card_kwargs: dict | None = None,
-               max_shard_size: str | int | None = None) -> None:
-        """The model's own variant, ``config.json`` and card in FOLDER: what a push converts and publishes
-        (the callback's snapshot: the only part that waits for the weights)."""
-        self.save_pretrained(folder, config=config, model_card_kwargs=model_card_kwargs, frameworks=[self.framework],
-                             max_shard_size=max_shard_size)
+               max_shard_size: str | int | None = None, frameworks: Sequence[str] | str | None = None) -> None:
+        """The model's own variant, ``config.json`` and card (naming FRAMEWORKS, the push's) in FOLDER: what a
+        push converts and publishes (the callback's snapshot: the only part that waits for the weights)."""
+        before = getattr(_local, "card_frameworks", None)
+        _local.card_frameworks = frameworks or OPTIONS["frameworks"]
+        try:
+            self.save_pretrained(folder, config=config, model_card_kwargs=model_card_kwargs, frameworks=[self.framework],
+                                 max_shard_size=max_shard_size)
+        finally:
+            _local.card_frameworks = before
 
     def _publish_staged(self, folder: Path, repo_id: str, *, to: Sequence[str] | str | None = None,
                         max_shard_size: str | int | None = None, allow_patterns: Any = None, ignore_patterns: Any = None,
@@ -243,42 +276,24 @@ class FrameworkHubMixin(ModelHubMixin, model_card_template=TEMPLATE, tags=["tens
 
 
 # helpers ------------------------------------------------------------------------------------------------
-def _variant_files(folder: Path, fw: str) -> list[Path]:
-    import fnmatch
-
-    return [p for p in sorted(folder.iterdir()) if any(fnmatch.fnmatch(p.name, pat) for pat in FILES[fw].patterns)]
-
-
 def _convert_and_check(own_dir: Path, out: Path, others: list[str], max_shard_size: str | int, structure: Any) -> None:
     """Convert the own variant in OWN_DIR to OTHERS, compare every tensor back with it, then move them into OUT."""
     from tensorferry.converters import convert
+    from tensorferry.converters.kinds import kinds_table
     from tensorferry.converters.verify.run import verify_dir
 
     with tempfile.TemporaryDirectory(prefix="tensorferry-convert-") as tmp:
         made = Path(tmp)
         convert(own_dir, made, to=others, max_shard_size=max_shard_size, structure=structure)
         v = verify_dir(made, reference=own_dir, frameworks=others, functional=False, report_dir=False,
-                       kinds=kinds_of(structure))
+                       kinds=kinds_table(structure))
         if not v.passed:
             raise VerificationError(out, "the converted variants differ from the model's weights:\n" + "\n".join(v.culprits()[:10]))
         for fw in others:
-            for old in _variant_files(out, fw):
+            for old in variant_files(out, fw):
                 old.unlink()
-            for f in _variant_files(made, fw):
+            for f in variant_files(made, fw):
                 shutil.move(str(f), out / f.name)
-
-
-def kinds_of(structure: Any) -> dict[str, str] | None:
-    """The ``{regex: kind}`` table a torch module gives (what the conversion was told), or None.
-
-    >>> kinds_of(None) is None
-    True
-    """
-    if structure is None:
-        return None
-    from tensorferry.converters.kinds import kinds_from_torch
-
-    return {k: v for k, v in kinds_from_torch(structure).items() if v} or None
 
 
 def _download(repo_id: str, framework: str, *, revision: str | None, token: Any, cache_dir: Any, force_download: bool,
@@ -327,4 +342,4 @@ def encode_config(cls: type, values: dict) -> dict:
             for k, v in values.items() if cls._is_jsonable(v)}
 
 
-__all__ = ["FrameworkHubMixin", "preferred", "kinds_of", "encode_config"]
+__all__ = ["FrameworkHubMixin", "preferred", "encode_config", "framework_list"]

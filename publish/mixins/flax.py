@@ -69,7 +69,7 @@ class FlaxHubMixin(FrameworkHubMixin):
         from flax import serialization
 
         try:
-            variables = _plain(self.variables)
+            variables = plain(self.variables)
         except Exception:  # noqa: BLE001 - linen raises its own error types for an unbound module
             raise InputError(type(self).__name__, "the Flax module is not bound to variables: save module.bind(variables)") from None
         tree = variables["params"] if set(variables) == {"params"} else variables
@@ -85,7 +85,7 @@ class FlaxHubMixin(FrameworkHubMixin):
             raise InputError(cls.__name__, "give the class `dummy_inputs` (an input for module.init) so its variables can be built")
         sample = dummy() if callable(dummy) else dummy
         shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), sample))
-        return module, _plain(shapes)
+        return module, plain(shapes)
 
     @classmethod
     def _loads_directly(cls, model: Any, folder: Path) -> bool:
@@ -101,17 +101,33 @@ class FlaxHubMixin(FrameworkHubMixin):
         import jax.numpy as jnp
 
         module, shapes = model
-        tree = _read(folder / FILES["flax"].single, shapes)
-        variables = _unflat({k: jnp.asarray(v) for k, v in flat(tree).items() if k in flat(shapes)})
-        return module.bind(variables)
+        path = folder / FILES["flax"].single
+        want = flat(shapes)
+        got = {k: v for k, v in flat(_read(path, shapes)).items() if EXTRA not in k.split("/")}  # side data is no weight
+        missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+        if missing or unexpected:
+            raise InputError(path, "does not fit the module's variables: " + "; ".join(
+                f"{what} {', '.join(keys[:10])}{' …' if len(keys) > 10 else ''}"
+                for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys))
+        wrong = [f"{k} {tuple(getattr(got[k], 'shape', ()))} (the module's {tuple(want[k].shape)})" for k in want
+                 if tuple(getattr(got[k], "shape", ())) != tuple(want[k].shape)]
+        if wrong:
+            raise InputError(path, "has variables of other shapes than the module's: " + ", ".join(wrong[:10]))
+        return module.bind(_unflat({k: jnp.asarray(v) for k, v in got.items()}))
 
     @classmethod
     def _guide(cls, model: Any) -> Any:
         return model[1]
 
 
-def _plain(tree: Any) -> dict:
-    return {k: _plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
+def plain(tree: Any) -> dict:
+    """A variables tree (``FrozenDict``s, any mapping) as nested plain dicts, leaves untouched.
+
+    >>> from types import MappingProxyType
+    >>> plain(MappingProxyType({"params": MappingProxyType({"kernel": 1})}))
+    {'params': {'kernel': 1}}
+    """
+    return {k: plain(v) for k, v in tree.items()} if hasattr(tree, "items") else tree
 
 
 def _read(path: Path, like: dict) -> dict:

@@ -30,12 +30,12 @@ class KerasHubMixin(FrameworkHubMixin):
         super().__init_subclass__(*args, **kwargs)
 
     def _write_weights(self, folder: Path, max_shard_size: str | int) -> None:
-        _ensure_built(self)
+        ensure_built(self)
         self.save_weights(str(folder / FILES["tf"].single))  # Keras 2's h5 layout: what transformers' TF loader reads
 
     @classmethod
     def _build(cls, **model_kwargs: Any) -> Any:
-        return _ensure_built(cls(**model_kwargs))
+        return ensure_built(cls(**model_kwargs))
 
     @classmethod
     def _loads_directly(cls, model: Any, folder: Path) -> bool:
@@ -62,7 +62,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _ensure_built(model: Any) -> Any:
+def ensure_built(model: Any) -> Any:
+    """MODEL with its variables: called once on its class's ``dummy_inputs`` when it has none yet.
+
+    >>> class Built:
+    ...     built, weights = True, ["kernel"]
+    >>> model = Built()
+    >>> ensure_built(model) is model
+    True
+    """
     if getattr(model, "built", False) and model.weights:
         return model
     dummy = getattr(model, "dummy_inputs", None)

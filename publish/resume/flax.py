@@ -20,6 +20,8 @@ from typing import Any
 from tensorferry.converters.constants import CHECKPOINT_TREE
 from tensorferry.converters.errors import InputError
 
+from .tree import read_table
+
 
 def save(model: Any, optimizer: Any, folder: Path) -> dict:
     """Write the optax state OPTIMIZER to FOLDER's ``optimizer.msgpack``; returns its JSON record."""
@@ -43,10 +45,12 @@ def restore(model: Any, optimizer: Any, folder: Path, record: dict) -> Any:
 
     if optimizer is None:
         raise InputError("optimizer", "give a template optax state (tx.init(params)) to restore into")
+    path = folder / Path(CHECKPOINT_TREE).name
+    saved = read_table(path, lambda p: serialization.msgpack_restore(Path(p).read_bytes()))  # damaged: typed, named
     try:
-        state = serialization.from_bytes(optimizer, (folder / Path(CHECKPOINT_TREE).name).read_bytes())
-    except (ValueError, KeyError, TypeError) as e:  # another optimizer's tree
-        raise InputError(folder, f"the optax state does not fit this optimizer's: {e}") from None
+        state = serialization.from_state_dict(optimizer, saved)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # another optimizer's tree
+        raise InputError(path, f"the optax state does not fit this optimizer's: {e}") from None
     return jax.tree_util.tree_map(jnp.asarray, state)
 
 
@@ -62,6 +66,6 @@ def load_weights(model: Any, folder: Path) -> Any:
         if dummy is None:
             raise InputError(type(model).__name__, "pass the module bound to variables, or give its class `dummy_inputs`")
         variables = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), dummy() if callable(dummy) else dummy))
-    from tensorferry.publish.mixins.flax import _plain
+    from tensorferry.publish.mixins.flax import plain
 
-    return type(module)._load_weights((module, _plain(variables)), folder)
+    return type(module)._load_weights((module, plain(variables)), folder)

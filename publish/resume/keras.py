@@ -12,6 +12,8 @@ from typing import Any
 from tensorferry.converters.constants import CHECKPOINT_TENSORS
 from tensorferry.converters.errors import InputError
 
+from .tree import read_table
+
 
 def _optimizer(model: Any, optimizer: Any) -> Any:
     optimizer = optimizer if optimizer is not None else getattr(model, "optimizer", None)
@@ -44,25 +46,31 @@ def restore(model: Any, optimizer: Any, folder: Path, record: dict) -> Any:
     optimizer = _optimizer(model, optimizer)
     if record.get("class") != type(optimizer).__name__:
         raise InputError(folder, f"holds a {record.get('class')} state, not a {type(optimizer).__name__} one")
+    path = folder / Path(CHECKPOINT_TENSORS).name
+    values = read_table(path, load_file)
+    listed = record.get("variables")
+    names = [v.get("name") if isinstance(v, dict) else None for v in listed] if isinstance(listed, list) else []
+    if len(names) != len(values) or set(values) != {f"{i:05d}" for i in range(len(values))}:
+        raise InputError(path, f"holds {len(values)} tensors, the record lists {len(names)} optimizer variables: "
+                               "not the pair the callback wrote")
     optimizer.build(model.trainable_variables)
-    values = load_file(str(folder / Path(CHECKPOINT_TENSORS).name))
     variables = list(optimizer.variables)
     if len(values) != len(variables):
         raise InputError(folder, f"holds {len(values)} optimizer variables, this optimizer has {len(variables)}")
     for i, v in enumerate(variables):
         value = values[f"{i:05d}"]
         if tuple(value.shape) != tuple(v.shape):
-            raise InputError(folder, f"optimizer variable {i} ({record['variables'][i]['name']}) has shape "
-                                     f"{tuple(value.shape)}, this optimizer's {v.name} {tuple(v.shape)}")
+            raise InputError(path, f"optimizer variable {i} ({names[i]}) has shape "
+                                   f"{tuple(value.shape)}, this optimizer's {v.name} {tuple(v.shape)}")
         v.assign(value)
     return optimizer
 
 
 def load_weights(model: Any, folder: Path) -> Any:
     """MODEL (built first when needed) with the repo's own weights (``tf_model.h5``)."""
-    from tensorferry.publish.mixins.keras import _ensure_built
+    from tensorferry.publish.mixins.keras import ensure_built
 
-    return type(model)._load_weights(_ensure_built(model), folder)
+    return type(model)._load_weights(ensure_built(model), folder)
 
 
 def _plain(value: Any) -> Any:

@@ -21,19 +21,23 @@ counters to go on from.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tensorferry.converters.constants import CHECKPOINT_DIR, CHECKPOINT_STATE, CONFIG, FILES, FRAMEWORKS
 from tensorferry.converters.errors import InputError
+from tensorferry.publish.files import is_variant_file, sha256, variant_files
 
 FORMAT = "tensorferry.checkpoint/1"
 MODULES = {"pt": "torch", "tf": "keras", "flax": "flax"}  # framework → this package's module for its optimizer
+RECORD_KEYS = ("step", "epoch", "optimizer", "weights")  # besides format and framework
+OPTIMIZER_KEYS = {"pt": {"state": dict}, "tf": {"variables": list}, "flax": {}}  # what each restore reads
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -56,7 +60,11 @@ def _framework_module(fw: str) -> Any:
 
 
 def new_record(framework: str, *, step: int | None, epoch: int | None, optimizer: dict) -> dict:
-    """The JSON of ``trainer_state.json`` before the weights' digests are added."""
+    """The JSON of ``trainer_state.json`` before the weights' digests are added.
+
+    >>> new_record("flax", step=None, epoch=2, optimizer={"class": "ScaleByAdamState"})["weights"]
+    {}
+    """
     return {"format": FORMAT, "framework": framework, "step": step, "epoch": epoch, "optimizer": optimizer, "weights": {}}
 
 
@@ -80,7 +88,7 @@ def seal(folder: Path, weights: Path) -> None:
     """
     path = folder / Path(CHECKPOINT_STATE).name
     record = json.loads(path.read_text())
-    record["weights"] = {p.name: _sha256(p) for p in _weight_files(weights, record["framework"])}
+    record["weights"] = {p.name: sha256(p) for p in variant_files(weights, record["framework"])}
     _write_json(path, record)
 
 
@@ -99,6 +107,27 @@ def load_checkpoint(repo_or_dir: str | Path, model: Any, optimizer: Any = None, 
     parameters; for tf_keras the compiled model's optimizer (default); for Flax a template
     ``tx.init(params)`` — and returns the step and epoch counters with them (``Resumed``).
     Go on with ``model.fit(..., initial_epoch=resumed.epoch)`` or your loop from ``resumed.step + 1``.
+
+    A folder laid out as a push leaves it (``write`` and ``seal`` are what the callback runs):
+
+    >>> import tempfile, torch
+    >>> from tensorferry.publish import TorchHubMixin
+    >>> class Tiny(torch.nn.Module, TorchHubMixin):
+    ...     def __init__(self) -> None:
+    ...         super().__init__()
+    ...         self.fc = torch.nn.Linear(2, 1)
+    >>> net, folder = Tiny(), Path(tempfile.mkdtemp())
+    >>> opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    >>> net.fc(torch.ones(1, 2)).sum().backward(); opt.step()
+    >>> net.save_pretrained(folder, frameworks=["pt"])
+    >>> (folder / "checkpoint").mkdir()
+    >>> write(net, opt, folder / "checkpoint", step=1, epoch=None); seal(folder / "checkpoint", folder)
+    >>> sorted(files(folder / "checkpoint"))
+    ['checkpoint/optimizer.safetensors', 'checkpoint/trainer_state.json']
+    >>> fresh = Tiny()
+    >>> resumed = load_checkpoint(folder, fresh, torch.optim.SGD(fresh.parameters(), lr=0.1, momentum=0.9))
+    >>> resumed.step, torch.equal(fresh.fc.weight, net.fc.weight), "momentum_buffer" in resumed.optimizer.state_dict()["state"][0]
+    (1, True, True)
     """
     fw = getattr(model, "framework", None)
     if fw not in FRAMEWORKS:
@@ -108,8 +137,8 @@ def load_checkpoint(repo_or_dir: str | Path, model: Any, optimizer: Any = None, 
     record = _read_record(folder / CHECKPOINT_STATE, fw)
     module = _framework_module(fw)
     if weights:
-        for name, digest in record.get("weights", {}).items():
-            if not (folder / name).is_file() or _sha256(folder / name) != digest:
+        for name, digest in record["weights"].items():
+            if not (folder / name).is_file() or sha256(folder / name) != digest:
                 raise InputError(source, f"{name} is not the file {CHECKPOINT_STATE} was written with: a later push "
                                          "replaced the weights; resume from the commit that pushed the checkpoint (revision=)")
         model = module.load_weights(model, folder)
@@ -129,31 +158,39 @@ def _folder(target: str | Path, fw: str, **options: Any) -> tuple[Path, str]:
 
 
 def _read_record(path: Path, fw: str) -> dict:
+    """The checked record of ``trainer_state.json``: a hostile or damaged one is an ``InputError`` naming it,
+    and its weight names are plain file names of FW's variant (nothing outside the folder is read)."""
     if not path.is_file():
         raise InputError(path.parent.parent, f"holds no {CHECKPOINT_STATE}: push with PushToHubCallback(checkpoint=True)")
     try:
         record = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError(path, f"not JSON: {e}") from None
-    if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("optimizer"), dict):
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise InputError(path, f"not a {FORMAT} record")
     if record.get("framework") != fw:
         raise InputError(path, f"was written by a {record.get('framework')} model, not a {fw} one")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise InputError(path, f"lacks {', '.join(missing)}")
+    for key in ("step", "epoch"):
+        if record[key] is not None and (not isinstance(record[key], int) or isinstance(record[key], bool) or record[key] < 0):
+            raise InputError(path, f"{key} is {record[key]!r}, not a count")
+    weights = record["weights"]
+    if not isinstance(weights, dict):
+        raise InputError(path, f"weights is a {type(weights).__name__}, not a table of file names and digests")
+    for name, digest in weights.items():
+        if not is_variant_file(name, fw):
+            raise InputError(path, f"weights names {name!r}, not a file of the {fw} variant ({', '.join(FILES[fw].patterns)})")
+        if not isinstance(digest, str) or not SHA256.fullmatch(digest):
+            raise InputError(path, f"the digest of {name} is not a sha256")
+    optimizer = record["optimizer"]
+    if not isinstance(optimizer, dict) or not isinstance(optimizer.get("class"), str):
+        raise InputError(path, "optimizer is not a table with the optimizer's class")
+    for key, kind in OPTIMIZER_KEYS[fw].items():
+        if not isinstance(optimizer.get(key), kind):
+            raise InputError(path, f"optimizer.{key} is missing or not a {kind.__name__}")
     return record
-
-
-def _weight_files(folder: Path, fw: str) -> list[Path]:
-    import fnmatch
-
-    return [p for p in sorted(folder.iterdir()) if any(fnmatch.fnmatch(p.name, pat) for pat in FILES[fw].patterns)]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_json(path: Path, record: dict) -> None:

@@ -48,7 +48,8 @@ def restore(model: Any, optimizer: Any, folder: Path, record: dict) -> Any:
         raise InputError("optimizer", "give the torch.optim.Optimizer to resume (built over the model's parameters)")
     if record.get("class") != type(optimizer).__name__:
         raise InputError(folder, f"holds a {record.get('class')} state, not a {type(optimizer).__name__} one")
-    state = tree.join(record["state"], load_file(str(folder / Path(CHECKPOINT_TENSORS).name)), str(folder))
+    path = folder / Path(CHECKPOINT_TENSORS).name
+    state = tree.join(record["state"], tree.read_table(path, load_file), str(path))
     try:
         optimizer.load_state_dict(state)
     except (ValueError, KeyError, TypeError) as e:  # another model's optimizer: group sizes differ

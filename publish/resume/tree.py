@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from tensorferry.converters.errors import InputError
@@ -58,20 +59,53 @@ def split(tree: Any, is_tensor: Callable[[Any], bool], where: str = "optimizer")
     return walk(tree, "state"), table
 
 
+def read_table(path: Path, load: Callable[[str], Any]) -> Any:
+    """LOAD(PATH) (a tensor file's reader); a missing, truncated or corrupt file is an ``InputError`` naming it.
+
+    >>> read_table(Path("no-such-optimizer.safetensors"), lambda p: open(p, "rb"))
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: no-such-optimizer.safetensors: missing: the checkpoint lacks it
+    """
+    if not path.is_file():
+        raise InputError(path, "missing: the checkpoint lacks it")
+    try:
+        return load(str(path))
+    except Exception as e:  # noqa: BLE001 - the readers raise their own types (SafetensorError, msgpack's) for bad bytes
+        raise InputError(path, f"truncated or corrupt: {type(e).__name__}: {e}") from None
+
+
 def join(doc: Any, table: Mapping[str, Any], where: str = "optimizer") -> Any:
-    """The tree ``split`` gave DOC and TABLE for; raises ``InputError`` for a reference the table lacks."""
+    """The tree ``split`` gave DOC and TABLE for; raises ``InputError`` for a reference the table lacks or a
+    malformed tag (a damaged or hostile record).
+
+    >>> join({"__float__": ["inf"]}, {})
+    Traceback (most recent call last):
+    ...
+    tensorferry.converters.errors.InputError: optimizer: a __float__ tag holds ['inf'], not the text of a float
+    """
     if isinstance(doc, list):
         return [join(v, table, where) for v in doc]
     if not isinstance(doc, dict):
         return doc
     if "__tensor__" in doc:
-        if doc["__tensor__"] not in table:
-            raise InputError(where, f"refers to tensor {doc['__tensor__']!r}, which the tensor file lacks")
-        return table[doc["__tensor__"]]
+        key = doc["__tensor__"]
+        if not isinstance(key, str) or key not in table:
+            raise InputError(where, f"refers to tensor {key!r}, which the tensor file lacks")
+        return table[key]
     if "__float__" in doc:
-        return float(doc["__float__"])
+        text = doc["__float__"]
+        if not isinstance(text, str) or text.strip().lower().lstrip("+-") not in ("inf", "nan", "infinity"):
+            raise InputError(where, f"a __float__ tag holds {text!r}, not the text of a float")
+        return float(text)
     if "__tuple__" in doc:
+        if not isinstance(doc["__tuple__"], list):
+            raise InputError(where, f"a __tuple__ tag holds a {type(doc['__tuple__']).__name__}, not a list")
         return tuple(join(v, table, where) for v in doc["__tuple__"])
     if "__items__" in doc:
-        return {k: join(v, table, where) for k, v in doc["__items__"]}
+        items = doc["__items__"]
+        if not isinstance(items, list) or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int))
+                                                  and not isinstance(p[0], bool) for p in items):
+            raise InputError(where, "an __items__ tag is not a list of [key, value] pairs with string or integer keys")
+        return {k: join(v, table, where) for k, v in items}
     return {k: join(v, table, where) for k, v in doc.items()}

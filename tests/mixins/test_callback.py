@@ -142,3 +142,20 @@ def test_flax_loop_pushes_each_epoch_with_the_hook(hub) -> None:
     loaded = twins.torch_classes().from_pretrained(repo, token=hub.token)
     trained = np.asarray(module.apply({"params": params}, x))
     assert np.abs(twins.run(loaded, x) - trained).max() <= TOLERANCE
+
+
+def test_keras_steps_count_optimizer_steps_with_steps_per_execution(hub) -> None:
+    """fit calls the batch hook once per execution: pushes follow the optimizer's step count, not the calls."""
+    import tf_keras as keras
+
+    model, repo = twins.keras_model(), hub.repo("keras-spe")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), steps_per_execution=2,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callback = PushToHubCallback(repo, save_strategy="steps", save_steps=3, frameworks=["tf"], token=hub.token, quiet=True)
+    settle = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: callback.wait())
+    x, y = _data()
+    model.fit(x, y, epochs=1, batch_size=1, callbacks=[callback, settle], verbose=0)  # 8 steps, 4 executions
+    assert not callback.errors and int(model.optimizer.iterations.numpy()) == 8
+    # executions end at steps 2, 4, 6, 8: multiples of 3 are crossed at 4 (3) and 6 (6)
+    assert [m for m, _ in callback.results] == ["Training in progress, step 4", "Training in progress, step 6",
+                                                "End of training"]

@@ -1,0 +1,40 @@
+"""A folder's files of one framework's variant, and their digests: shared by the mixins, the training
+checkpoints and the publisher.
+
+>>> is_variant_file("model-00001-of-00002.safetensors", "pt"), is_variant_file("../model.safetensors", "pt")
+(True, False)
+>>> import tempfile
+>>> from pathlib import Path
+>>> folder = Path(tempfile.mkdtemp())
+>>> for name in ("tf_model.h5", "model.safetensors", "notes.txt"):
+...     _ = (folder / name).write_bytes(b"abc")
+>>> [p.name for p in variant_files(folder, "tf")], sha256(folder / "notes.txt")[:12]
+(['tf_model.h5'], 'ba7816bf8f01')
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from pathlib import Path
+
+from tensorferry.converters.constants import FILES
+
+
+def is_variant_file(name: str, fw: str) -> bool:
+    """Whether NAME is a plain file name (no folder part) of framework FW's standard variant files."""
+    return (isinstance(name, str) and "/" not in name and "\\" not in name
+            and any(fnmatch.fnmatchcase(name, pat) for pat in FILES[fw].patterns))
+
+
+def variant_files(folder: Path, fw: str) -> list[Path]:
+    """FOLDER's files of framework FW's variant (single file, shards, index), sorted."""
+    return [p for p in sorted(folder.iterdir()) if is_variant_file(p.name, fw)]
+
+
+def sha256(path: Path) -> str:
+    """The hex sha256 of the file at PATH, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
