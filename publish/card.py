@@ -88,7 +88,8 @@ def _replace_section(text: str, new: str) -> str:
 
 def section(facts: CardFacts) -> str:
     """tensorferry's part of the card: files, loading snippets, verification, provenance."""
-    lines = [BEGIN, "", "## Weights for PyTorch, TensorFlow and JAX/Flax", ""]
+    held = [NAMES[fw] for fw in facts.frameworks]
+    lines = [BEGIN, "", f"## Weights for {', '.join(held[:-1]) + ' and ' if len(held) > 1 else ''}{held[-1]}", ""]
     given = [fw for fw in facts.frameworks if fw not in facts.converted and fw not in facts.present]
     checked = [fw for fw in facts.frameworks if fw not in facts.present]  # what this run wrote or read as its source
     lines.append("This repository holds the same weights for " + ", ".join(NAMES[fw] for fw in checked)
