@@ -125,8 +125,9 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
     adds a Keras 3 ``keras3/model.weights.h5`` and an NNX Orbax ``nnx/`` written for those models
     (``publish.variants``), each verified in its framework before the push.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
-    ``before_commit(result)`` runs after verification, just before the first write (a race guard:
-    raising stops the publish with nothing sent); ``description_marker`` is a line appended to the
+    ``before_commit(result)`` runs right before the commit call, after the LFS files are pre-uploaded
+    (a race guard with the shortest window: raising stops the publish with nothing committed; blobs
+    uploaded but never committed are harmless, and a repo created for it stays empty); ``description_marker`` is a line appended to the
     commit / PR description (``tensorferry batch`` finds its PRs by it).  ``extras`` (repo path →
     local file) go into the same commit as they are: the callback's ``checkpoint/`` folder.
     """
@@ -193,9 +194,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         description = commit_description or (verification.markdown() if verification is not None else None)
         if description_marker:
             description = f"{description}\n\n{description_marker}" if description else description_marker
-        if before_commit is not None:
-            before_commit(result)
-        _push(hub, repo_id, result, remote, create_pr, private, message, description, say)
+        _push(hub, repo_id, result, remote, create_pr, private, message, description, say, before_commit)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -393,7 +392,8 @@ def _facts(repo_id: str, source: Source, by_fw: dict[str, list[str]], made: list
 
 # the one commit ----------------------------------------------------------------------------------------
 def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_pr: bool, private: bool | None,
-          message: str, description: str | None, say: Callable[..., None]) -> None:
+          message: str, description: str | None, say: Callable[..., None],
+          before_commit: Callable[[PublishResult], None] | None = None) -> None:
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.lfs import UploadInfo
 
@@ -420,6 +420,8 @@ def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_
     marker = f"<!-- tensorferry publish {uuid.uuid4().hex} -->"
     description = f"{description}\n\n{marker}" if description else marker
     prs_before = _last_pr(api, hub, repo_id) if create_pr else 0
+    if before_commit is not None:  # last, so that its check is as fresh as it can be when the commit goes out
+        before_commit(result)
     result.commit_url, result.commit_oid, result.pr_url = _commit(api, hub, repo_id, ops, result, create_pr, prs_before,
                                                                   message, description, marker)
 
