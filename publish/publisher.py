@@ -44,6 +44,7 @@ from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, redact, 
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
 COMMIT_RETRIES = 10  # a commit is retried only after checking it did not land
+LANDING_WAIT = 30.0  # PR mode: seconds a commit whose answer never came may take to land before it is sent again
 
 
 @dataclass
@@ -448,12 +449,43 @@ def _commit(api: Any, hub: Hub, repo_id: str, ops: list, result: PublishResult, 
                 raise _moved(hub, repo_id, result.revision, parent) from None
             if not is_transient(e) or attempt == COMMIT_RETRIES:
                 raise hub_error(f"{repo_id}: commit", e, hub) from None
-            for look in range(2):  # a commit in flight may land a moment after its answer was lost
-                landed = _landed(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before)
-                if landed is not None:
-                    return landed
-                time.sleep(retry_after(e, attempt + look, base=0.25, cap=4.0))
+            landed = _await_landing(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before, e, attempt)
+            if landed is not None:
+                return landed
     raise AssertionError("unreachable")
+
+
+def _in_flight(error: BaseException) -> bool:
+    """Whether the commit may still be in flight on the Hub: no answer at all (dropped, timed out), or a
+    gateway's 502/504 (the backend may go on); a 429/500/503 is the server's own answer."""
+    return status_of(error) in (None, 502, 504)
+
+
+def _await_landing(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
+                   prs_before: int, error: BaseException, attempt: int) -> tuple[str, str | None, str | None] | None:
+    """After a failed commit call: our commit if it landed (or lands while we look), None to send it again.
+
+    Without a PR, ``parent_commit`` makes a second send of a commit that landed late fail with 412 (then
+    found by its run id): a short look is enough.  A PR has no such guard, so when the commit may still be
+    in flight we poll for up to LANDING_WAIT seconds before sending it again.
+    """
+    wait = LANDING_WAIT if create_pr and _in_flight(error) else 0.0
+    deadline = time.monotonic() + wait
+    look = 0
+    while True:
+        landed = _landed(api, hub, repo_id, branch, parent, marker, create_pr, prs_before)
+        if landed is not None:
+            return landed
+        pause = retry_after(error, attempt + look, base=0.25, cap=4.0)
+        if wait:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            pause = min(pause, left)
+        time.sleep(pause)
+        look += 1
+        if not wait and look == 2:  # two looks (~0.75 s), then send again: parent_commit guards the branch
+            return None
 
 
 def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
