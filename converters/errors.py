@@ -38,6 +38,7 @@ class VerificationError(TensorferryError):
 
 
 class HubError(TensorferryError):
-    """The Hub refused or failed a request (exit code 4)."""
+    """The Hub refused or failed a request (exit code 4); ``status`` is its HTTP status when it answered."""
 
     exit_code = 4
+    status: int | None = None

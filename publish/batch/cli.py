@@ -6,7 +6,8 @@
     tensorferry batch acme --dask local --workers 4        # on a distributed.LocalCluster
     tensorferry batch acme --scheduler tcp://10.0.0.5:8786 # on a running Dask cluster
 
-Exit codes: 0 when no repo failed; else the highest of the failures' (2 bad input, 3 verification, 4 Hub).
+Exit codes: 0 when no repo failed; else the highest of the failures' (2 bad input, 3 verification, 4 Hub,
+also when the Hub failed while planning a repo).
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); _ = add_subparser(p.add_subparsers())
@@ -87,7 +88,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from .plan import plan_table
 
         print(json.dumps([p.to_json() for p in result.plans], indent=2) if args.json else plan_table(result.plans))
-        return 0
+        return 4 if any(p.action == "fail" for p in result.plans) else 0  # the Hub failed on a repo
     if args.json:
         print(json.dumps({"summary": result.line, "report": {k: str(v) for k, v in result.files.items()},
                           "repos": result.rows}, indent=2))

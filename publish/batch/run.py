@@ -8,7 +8,9 @@ Resume rules (the journal and the Hub agree before anything is pushed):
   found by the run token in its marker, is recorded ``pushed``; otherwise it restarts from scratch
   (its scratch folder is removed) with the same run token, and the race guard re-checks the PR
   list just before committing;
-* everything else is re-planned from the Hub: a skip is a skip again, a failure is retried.
+* everything else is re-planned from the Hub: a skip is a skip again, a failure is retried;
+* a repo the Hub failed to answer for while planning (after retries) is recorded ``failed`` (exit
+  code 4), not skipped, so the next run plans it again.
 
 >>> BatchOptions("acme", token="hf_secretsecret")
 BatchOptions(org='acme', to=['pt', 'tf', 'flax'], endpoint=None, token=<set>)
@@ -42,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from tensorferry.converters.constants import FRAMEWORKS
-from tensorferry.converters.errors import InputError
+from tensorferry.converters.errors import HubError, InputError
 
 from ..hub_io import Hub, call
 from .journal import IN_FLIGHT, Journal
@@ -162,8 +164,12 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
     for p in plans:
         row = journal.get(p.repo_id)
         same_head = row is not None and row["head"] == p.head
-        if row and row["state"] == "pushed" and (same_head or p.action == "skip"):
+        if row and row["state"] == "pushed" and (same_head or p.action in ("skip", "fail")):
             earlier.add(p.repo_id)
+            continue
+        if p.action == "fail":  # the Hub failed while planning: failed now, planned again by the next run
+            journal.set(p.repo_id, "failed", error=p.reason, reason=None, url=None, added=None, deltas=None,
+                        seconds=0.0, exit_code=HubError.exit_code)
             continue
         if p.action == "skip":
             landed = _landed(hub, opts, p, row) if row and row["state"] in IN_FLIGHT else None
