@@ -14,6 +14,7 @@ RepoTask(repo_id='acme/a', head='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', run=
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -129,7 +130,7 @@ def run_task(task: RepoTask) -> Outcome:
     for attempt in range(task.retries + 1):
         shutil.rmtree(scratch, ignore_errors=True)  # half-done work of a killed run restarts from scratch
         scratch.mkdir(parents=True, exist_ok=True)
-        emit(task.repo_id, "converting", attempts=attempt + 1)
+        emit(task.repo_id, "converting", attempts=attempt + 1, pid=os.getpid())  # the pid: which repo a dead worker held
         try:
             outcome = _publish(task, scratch)
         except _Stop as stop:
