@@ -4,10 +4,10 @@ that need work on local processes or Dask, keep the journal, write the report.
 Resume rules (the journal and the Hub agree before anything is pushed):
 
 * a repo ``pushed`` at the same head (or now complete / carrying our PR) is not redone;
-* a repo left ``converting``/``verified`` by a killed run whose PR (or ``--push`` commit) landed,
-  found by the run token in its marker, is recorded ``pushed``; otherwise it restarts from scratch
-  (its scratch folder is removed) with the same run token, and the race guard re-checks the PR
-  list just before committing;
+* a repo left ``converting``/``verified`` by a killed run, or ``failed`` (an answer lost after every
+  retry), whose PR (or ``--push`` commit) landed, found by the run token in its marker, is recorded
+  ``pushed`` with its URL; otherwise it restarts from scratch (its scratch folder is removed) with
+  the same run token, and the race guard re-checks the PR list just before committing;
 * everything else is re-planned from the Hub: a skip is a skip again, a failure is retried;
 * a repo the Hub failed to answer for while planning (after retries) is recorded ``failed`` (exit
   code 4), not skipped, so the next run plans it again.
@@ -172,10 +172,13 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
                         seconds=0.0, exit_code=HubError.exit_code)
             continue
         if p.action == "skip":
-            landed = _landed(hub, opts, p, row) if row and row["state"] in IN_FLIGHT else None
+            # in flight when a run was killed, or failed after its answer was lost: did it land after all?
+            maybe = row and (row["state"] in IN_FLIGHT or (row["state"] == "failed" and row["run"]))
+            landed = _landed(hub, opts, p, row) if maybe else None
             if landed:
                 journal.set(p.repo_id, "pushed", url=landed, added=p.missing or row.get("added"),
-                            reason="landed before the previous run was interrupted")
+                            reason="landed in an earlier run (interrupted, or its answer lost)",
+                            error=None, exit_code=0)
                 earlier.add(p.repo_id)
             else:
                 journal.set(p.repo_id, "skipped", head=p.head, source=p.source, reason=p.reason, error=None, url=None,
