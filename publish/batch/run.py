@@ -188,7 +188,9 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
         journal.set(p.repo_id, "planned", head=p.head, run=run, source=p.source, reason=p.reason, error=None, url=None,
                     added=None, deltas=None, seconds=None, exit_code=0)
         task = RepoTask(p.repo_id, p.head, run, p.source, p.missing, hub.endpoint, token=hub.token,
-                        create_pr=opts.create_pr, verify=opts.verify, cache_dir=opts.cache_dir, work_dir=str(work_root),
+                        create_pr=opts.create_pr, verify=opts.verify, cache_dir=opts.cache_dir,
+                        # on a remote cluster the coordinator's folders are not the workers': each uses its own temp
+                        work_dir=None if opts.scheduler else str(work_root),
                         max_shard_size=opts.max_shard_size, retries=opts.retries, backoff=opts.backoff, size=p.size)
         tasks.append((task, p.memory))
     return tasks, earlier

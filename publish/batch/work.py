@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +126,9 @@ def run_task(task: RepoTask) -> Outcome:
 
     _dask = task.dask
     started = time.perf_counter()
-    scratch = Path(task.work_dir or ".") / slug(task.repo_id)
+    # No work_dir (a remote Dask worker: the coordinator's paths mean nothing here): a temp folder of its own.
+    own = None if task.work_dir else Path(tempfile.mkdtemp(prefix="tensorferry-batch-"))
+    scratch = Path(task.work_dir or own) / slug(task.repo_id)
     outcome = Outcome(task.repo_id, "failed")
     for attempt in range(task.retries + 1):
         shutil.rmtree(scratch, ignore_errors=True)  # half-done work of a killed run restarts from scratch
@@ -150,6 +153,8 @@ def run_task(task: RepoTask) -> Outcome:
             shutil.rmtree(scratch, ignore_errors=True)
         outcome.attempts = attempt + 1
         break
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
     outcome.seconds = round(time.perf_counter() - started, 2)
     if outcome.error:
         outcome.error = _short_paths(outcome.error, task)
