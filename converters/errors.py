@@ -42,3 +42,7 @@ class HubError(TensorferryError):
 
     exit_code = 4
     status: int | None = None
+
+
+class BranchMovedError(HubError):
+    """The target branch moved since it was planned on: nothing was overwritten; re-plan, do not retry (exit code 4)."""

@@ -32,7 +32,7 @@ from typing import Any
 from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
 from tensorferry.converters.constants import CHECKPOINT_DIR, CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
-from tensorferry.converters.errors import HubError, InputError, VerificationError
+from tensorferry.converters.errors import BranchMovedError, InputError, VerificationError
 from tensorferry.converters.formats.digest import FileDigest
 from tensorferry.converters.maps.transformers import available as transformers_types
 from tensorferry.converters.verify.report import Verification
@@ -511,10 +511,10 @@ def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, m
     raise _moved(hub, repo_id, branch, parent)
 
 
-def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> HubError:
+def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> BranchMovedError:
     try:
         now = hub.api().model_info(repo_id, revision=branch).sha
     except Exception:  # noqa: BLE001 - the message still says what happened
         now = "unknown"
-    return HubError(repo_id, f"{branch} changed since planning: its head is now {now} (planned on {parent}); "
+    return BranchMovedError(repo_id, f"{branch} changed since planning: its head is now {now} (planned on {parent}); "
                              "nothing was overwritten: run again to publish on top of it")

@@ -120,7 +120,7 @@ def emit(repo_id: str, state: str, **data: Any) -> None:
 def run_task(task: RepoTask) -> Outcome:
     """Run one repo's pipeline with repo-level retries; returns its ``Outcome``, never raises for the repo."""
     global _dask
-    from tensorferry.converters.errors import HubError, TensorferryError
+    from tensorferry.converters.errors import BranchMovedError, HubError, TensorferryError
 
     from ..hub_io import redact
 
@@ -141,7 +141,7 @@ def run_task(task: RepoTask) -> Outcome:
         except HubError as e:
             outcome = Outcome(task.repo_id, "failed", error=redact(e, task.token), exit_code=e.exit_code)
             # a moved head (publisher._moved) needs a new plan, not a retry: a re-run re-plans it
-            if attempt < task.retries and "changed since planning" not in str(e):
+            if attempt < task.retries and not isinstance(e, BranchMovedError):
                 time.sleep(task.backoff * 2 ** attempt)
                 continue
         except TensorferryError as e:  # bad input, failed verification: would fail the same way again
