@@ -505,10 +505,22 @@ def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, m
     head = call(api.model_info, repo_id, revision=branch, what=repo_id, hub=hub).sha
     if head == parent:
         return None
-    last = next(iter(call(lambda: list(api.list_repo_commits(repo_id, revision=head)), what=repo_id, hub=hub)), None)
-    if last is not None and marker in (last.message or ""):
+    last = call(newest_commit, hub, repo_id, head, what=repo_id, hub=hub)
+    if last is not None and marker in (last.get("message") or ""):
         return f"{hub.endpoint}/{repo_id}/commit/{head}", head, None
     raise _moved(hub, repo_id, branch, parent)
+
+
+def newest_commit(hub: Hub, repo_id: str, revision: str) -> dict | None:
+    """The newest commit of REVISION as the Hub lists it (``id``, ``title``, ``message``), reading one page only:
+    ``list_repo_commits`` would fetch the whole history."""
+    from urllib.parse import quote
+
+    from huggingface_hub.utils import build_hf_headers, paginate
+
+    url = f"{hub.endpoint}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
+    pages = paginate(url, params={"limit": 1}, headers=build_hf_headers(token=hub.token or False, library_name="tensorferry"))
+    return next(iter(pages), None)
 
 
 def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> BranchMovedError:

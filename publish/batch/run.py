@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from tensorferry.converters.constants import FRAMEWORKS
-from tensorferry.converters.errors import HubError, InputError
+from tensorferry.converters.errors import BranchMovedError, HubError, InputError
 
-from ..hub_io import Hub, call
+from ..hub_io import Hub
 from .journal import IN_FLIGHT, Journal
-from .plan import RepoPlan, parse_marker, plan_org
+from .plan import RepoPlan, marker, plan_org
 from .report import report_row, summary, write_report
 from .work import Outcome, RepoTask
 
@@ -197,19 +197,20 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
 
 
 def _landed(hub: Hub, opts: BatchOptions, plan: RepoPlan, row: dict[str, Any]) -> str | None:
-    """The URL of the PR or commit an interrupted run of this journal made, if it landed."""
+    """The URL of the PR or commit an earlier run of this journal made, if it landed."""
     if opts.create_pr:
         mine = [pr for pr in plan.prs if pr.run == row["run"]]
         return mine[0].url if mine else None
-    if plan.head is None:
+    if plan.head is None or not row.get("head") or not row.get("run"):
         return None
-    api = hub.api()
-    last = next(iter(call(lambda: list(api.list_repo_commits(plan.repo_id, revision=plan.head)), what=plan.repo_id,
-                          hub=hub)), None)
-    mark = parse_marker(last.message if last is not None else None)
-    if mark and mark[1] == row["run"]:
-        return f"{hub.endpoint}/{plan.repo_id}/commit/{plan.head}"
-    return None
+    from ..publisher import _landed as commit_landed
+
+    try:  # our --push commit is the branch's newest, made on the planned head, with this run's marker
+        found = commit_landed(hub.api(), hub, plan.repo_id, "main", row["head"], marker(row["head"], row["run"]),
+                              False, 0)
+    except BranchMovedError:  # someone else's commit is the newest: ours did not land (or was built on)
+        return None
+    return found[0] if found else None
 
 
 def _execute(opts: BatchOptions, plans: list[RepoPlan], tasks: list[tuple[RepoTask, int]], journal: Journal) -> int:
