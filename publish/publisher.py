@@ -12,7 +12,8 @@ read when planning).  ``dry_run`` stops before the first write and returns the p
 ...     token = write_token(server.data_dir, "alice")
 ...     result = publish("fixtures/checkpoints/cnn", "alice/tiny-cnn", endpoint=server.url, token=token,
 ...                      verify="weights", quiet=True)
->>> result.commit_oid is not None, sorted(f.path for f in result.files)[:3]
+...     newest = newest_commit(Hub(server.url, token), "alice/tiny-cnn", "main")
+>>> result.commit_oid == newest["id"], sorted(f.path for f in result.files)[:3]
 (True, ['README.md', 'config.json', 'flax_model.msgpack'])
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ import json
 import sys
 
 
-def add_subparser(subparsers) -> argparse.ArgumentParser:
+def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``batch`` (argparse only: nothing heavy is imported until the command runs)."""
     p = subparsers.add_parser("batch", help="convert every repo of an organisation: plan, verify, one PR per repo, resumable",
                               description=__doc__.split(">>>")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,10 +65,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from .run import BatchOptions, run_batch
 
-    if args.workers < 1:
-        from tensorferry.converters.errors import InputError
+    from tensorferry.converters.errors import InputError
 
+    if args.workers < 1:
         raise InputError("--workers", "must be at least 1")
+    if args.retries < 0:  # negative would mean no attempt at all, and every repo "failed" with no error
+        raise InputError("--retries", f"must be 0 or more, got {args.retries}")
     opts = BatchOptions(args.org, to=parse_frameworks(args.to), endpoint=args.endpoint, token=args.token,
                         include=args.include, exclude=args.exclude,
                         max_size=parse_size(args.max_size) if args.max_size else None, create_pr=args.create_pr,

@@ -130,7 +130,7 @@ def run_task(task: RepoTask) -> Outcome:
     own = None if task.work_dir else Path(tempfile.mkdtemp(prefix="tensorferry-batch-"))
     scratch = Path(task.work_dir or own) / slug(task.repo_id)
     outcome = Outcome(task.repo_id, "failed")
-    for attempt in range(task.retries + 1):
+    for attempt in range(max(0, task.retries) + 1):  # at least one attempt, whatever the caller passed
         shutil.rmtree(scratch, ignore_errors=True)  # half-done work of a killed run restarts from scratch
         scratch.mkdir(parents=True, exist_ok=True)
         emit(task.repo_id, "converting", attempts=attempt + 1, pid=os.getpid())  # the pid: which repo a dead worker held

@@ -5,7 +5,7 @@ import json
 
 from tensorferry.publish.cli import main
 
-from .conftest import EXPECTED
+from .conftest import EXPECTED, tensorferry_prs
 
 
 def test_dry_run_decides_every_repo_with_its_reason_and_writes_nothing(org, tmp_path, capsys) -> None:
@@ -77,3 +77,20 @@ def test_a_hub_failure_while_planning_fails_the_repo_and_the_next_run_plans_it_a
     assert statuses(second.rows) == {"pt-cnn": ("pushed", "tf,flax"), "pt-tf": ("pushed", "flax")}
     assert second.exit_code == 0 and len(prs) == 1
     assert gone.action == "skip" and gone.reason.startswith("unreadable: "), gone  # a 404 is a refusal: skipped
+
+
+def test_a_negative_retries_count_is_refused_before_anything_runs(org, tmp_path, cli) -> None:
+    code, out, err = cli(*org.cli_args(tmp_path, "--retries", "-1", "--include", "pt-cnn"))
+    assert code == 2 and "--retries: must be 0 or more, got -1" in err and not out
+    assert not (tmp_path / "journal.sqlite").exists() and not tensorferry_prs(org, "pt-cnn")
+
+
+def test_a_task_given_negative_retries_still_runs_once(org, tmp_path) -> None:
+    """The Python API has no CLI check: ``retries=-1`` must still mean one attempt, not none."""
+    from tensorferry.publish.batch.work import RepoTask, run_task
+
+    repo = org.repo("pt-tf")
+    task = RepoTask(repo, org.api().model_info(repo).sha, "0b0b0b0b0b0b0b0b", "pt", ["flax"], org.url, token=org.token,
+                    verify="weights", cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "w"), retries=-1)
+    outcome = run_task(task)
+    assert outcome.status == "pushed" and outcome.attempts == 1, outcome
