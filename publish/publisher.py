@@ -129,9 +129,10 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
     ``before_commit(result)`` runs right before the commit call, after the LFS files are pre-uploaded
     (a race guard with the shortest window: raising stops the publish with nothing committed; blobs
-    uploaded but never committed are harmless, and a repo created for it stays empty); ``description_marker`` is a line appended to the
-    commit / PR description (``tensorferry batch`` finds its PRs by it).  ``extras`` (repo path →
-    local file) go into the same commit as they are: the callback's ``checkpoint/`` folder.
+    uploaded but never committed are harmless, and a repo created for it stays empty).
+    ``description_marker`` is a line appended to the commit / PR description (``tensorferry batch``
+    finds its PRs by it).  ``extras`` (repo path → local file) go into the same commit as they are:
+    the callback's ``checkpoint/`` folder.
     """
     started = time.perf_counter()
     hub = Hub.resolve(endpoint, token)
@@ -520,7 +521,8 @@ def newest_commit(hub: Hub, repo_id: str, revision: str) -> dict | None:
     from huggingface_hub.utils import build_hf_headers, paginate
 
     url = f"{hub.endpoint}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
-    pages = paginate(url, params={"limit": 1}, headers=build_hf_headers(token=hub.token or False, library_name="tensorferry"))
+    headers = build_hf_headers(token=hub.token or False, library_name="tensorferry")
+    pages = paginate(url, params={"limit": 1}, headers=headers)  # a generator: only the pages iterated are read
     return next(iter(pages), None)
 
 

@@ -2,9 +2,9 @@
 
 A repo is converted when it lacks a framework of ``--to``; it is skipped, with the reason recorded,
 when it is complete, holds no recognised weights, is over ``--max-size``, gated or unreadable (the
-Hub answered 401, 403 or 404), or when a tensorferry PR already exists for its current head (open, or closed: declined PRs are not
-re-opened until the head changes).  tensorferry's PRs are found through the discussions API by the
-marker line ``marker()`` puts in their description.  A Hub failure that outlived ``call``'s retries
+Hub answered 401, 403 or 404), or when a tensorferry PR already exists for its current head (open,
+or closed: declined PRs are not re-opened until the head changes).  tensorferry's PRs are found
+through the discussions API by the marker line ``marker()`` puts in their description.  A Hub failure that outlived ``call``'s retries
 (429, 5xx, dropped connections) is no decision: the plan's action is ``fail`` (exit code 4), so the
 run records the repo failed and the next run plans it again.
 
