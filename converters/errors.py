@@ -38,6 +38,11 @@ class VerificationError(TensorferryError):
 
 
 class HubError(TensorferryError):
-    """The Hub refused or failed a request (exit code 4)."""
+    """The Hub refused or failed a request (exit code 4); ``status`` is its HTTP status when it answered."""
 
     exit_code = 4
+    status: int | None = None
+
+
+class BranchMovedError(HubError):
+    """The target branch moved since it was planned on: nothing was overwritten; re-plan, do not retry (exit code 4)."""

@@ -172,7 +172,9 @@ def hub_error(what: str, error: BaseException, hub: Hub | None = None) -> HubErr
     if server and server not in message:
         message += f" ({server})"
     prefix = f"HTTP {status}: " if status and str(status) not in message else ""
-    return HubError(what, redact(prefix + message, hub.token if hub else None))
+    error_ = HubError(what, redact(prefix + message, hub.token if hub else None))
+    error_.status = status
+    return error_
 
 
 # downloads ----------------------------------------------------------------------------------------

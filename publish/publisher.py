@@ -12,7 +12,8 @@ read when planning).  ``dry_run`` stops before the first write and returns the p
 ...     token = write_token(server.data_dir, "alice")
 ...     result = publish("fixtures/checkpoints/cnn", "alice/tiny-cnn", endpoint=server.url, token=token,
 ...                      verify="weights", quiet=True)
->>> result.commit_oid is not None, sorted(f.path for f in result.files)[:3]
+...     newest = newest_commit(Hub(server.url, token), "alice/tiny-cnn", "main")
+>>> result.commit_oid == newest["id"], sorted(f.path for f in result.files)[:3]
 (True, ['README.md', 'config.json', 'flax_model.msgpack'])
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
 from tensorferry.converters.constants import CHECKPOINT_DIR, CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
-from tensorferry.converters.errors import HubError, InputError, VerificationError
+from tensorferry.converters.errors import BranchMovedError, InputError, VerificationError
 from tensorferry.converters.formats.digest import FileDigest
 from tensorferry.converters.maps.transformers import available as transformers_types
 from tensorferry.converters.verify.report import Verification
@@ -45,6 +46,7 @@ from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, retry_af
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
 COMMIT_RETRIES = 10  # a commit is retried only after checking it did not land
+LANDING_WAIT = 30.0  # PR mode: seconds a commit whose answer never came may take to land before it is sent again
 
 
 @dataclass
@@ -126,10 +128,12 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
     adds a Keras 3 ``keras3/model.weights.h5`` and an NNX Orbax ``nnx/`` written for those models
     (``publish.variants``), each verified in its framework before the push.  Hub options mean what they mean in ``huggingface_hub``: ``revision`` is the
     branch committed to, ``create_pr`` puts the commit on a new ``refs/pr/N``.
-    ``before_commit(result)`` runs after verification, just before the first write (a race guard:
-    raising stops the publish with nothing sent); ``description_marker`` is a line appended to the
-    commit / PR description (``tensorferry batch`` finds its PRs by it).  ``extras`` (repo path →
-    local file) go into the same commit as they are: the callback's ``checkpoint/`` folder.
+    ``before_commit(result)`` runs right before the commit call, after the LFS files are pre-uploaded
+    (a race guard with the shortest window: raising stops the publish with nothing committed; blobs
+    uploaded but never committed are harmless, and a repo created for it stays empty).
+    ``description_marker`` is a line appended to the commit / PR description (``tensorferry batch``
+    finds its PRs by it).  ``extras`` (repo path → local file) go into the same commit as they are:
+    the callback's ``checkpoint/`` folder.
     """
     started = time.perf_counter()
     hub = Hub.resolve(endpoint, token)
@@ -194,9 +198,7 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         description = commit_description or (verification.markdown() if verification is not None else None)
         if description_marker:
             description = f"{description}\n\n{description_marker}" if description else description_marker
-        if before_commit is not None:
-            before_commit(result)
-        _push(hub, repo_id, result, remote, create_pr, private, message, description, say)
+        _push(hub, repo_id, result, remote, create_pr, private, message, description, say, before_commit)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -382,7 +384,8 @@ def _facts(repo_id: str, source: Source, by_fw: dict[str, list[str]], made: list
 
 # the one commit ----------------------------------------------------------------------------------------
 def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_pr: bool, private: bool | None,
-          message: str, description: str | None, say: Callable[..., None]) -> None:
+          message: str, description: str | None, say: Callable[..., None],
+          before_commit: Callable[[PublishResult], None] | None = None) -> None:
     from huggingface_hub import CommitOperationAdd
     from huggingface_hub.lfs import UploadInfo
 
@@ -409,6 +412,8 @@ def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_
     marker = f"<!-- tensorferry publish {uuid.uuid4().hex} -->"
     description = f"{description}\n\n{marker}" if description else marker
     prs_before = _last_pr(api, hub, repo_id) if create_pr else 0
+    if before_commit is not None:  # last, so that its check is as fresh as it can be when the commit goes out
+        before_commit(result)
     result.commit_url, result.commit_oid, result.pr_url = _commit(api, hub, repo_id, ops, result, create_pr, prs_before,
                                                                   message, description, marker)
 
@@ -435,12 +440,43 @@ def _commit(api: Any, hub: Hub, repo_id: str, ops: list, result: PublishResult, 
                 raise _moved(hub, repo_id, result.revision, parent) from None
             if not is_transient(e) or attempt == COMMIT_RETRIES:
                 raise hub_error(f"{repo_id}: commit", e, hub) from None
-            for look in range(2):  # a commit in flight may land a moment after its answer was lost
-                landed = _landed(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before)
-                if landed is not None:
-                    return landed
-                time.sleep(retry_after(e, attempt + look, base=0.25, cap=4.0))
+            landed = _await_landing(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before, e, attempt)
+            if landed is not None:
+                return landed
     raise AssertionError("unreachable")
+
+
+def _in_flight(error: BaseException) -> bool:
+    """Whether the commit may still be in flight on the Hub: no answer at all (dropped, timed out), or a
+    gateway's 502/504 (the backend may go on); a 429/500/503 is the server's own answer."""
+    return status_of(error) in (None, 502, 504)
+
+
+def _await_landing(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
+                   prs_before: int, error: BaseException, attempt: int) -> tuple[str, str | None, str | None] | None:
+    """After a failed commit call: our commit if it landed (or lands while we look), None to send it again.
+
+    Without a PR, ``parent_commit`` makes a second send of a commit that landed late fail with 412 (then
+    found by its run id): a short look is enough.  A PR has no such guard, so when the commit may still be
+    in flight we poll for up to LANDING_WAIT seconds before sending it again.
+    """
+    wait = LANDING_WAIT if create_pr and _in_flight(error) else 0.0
+    deadline = time.monotonic() + wait
+    look = 0
+    while True:
+        landed = _landed(api, hub, repo_id, branch, parent, marker, create_pr, prs_before)
+        if landed is not None:
+            return landed
+        pause = retry_after(error, attempt + look, base=0.25, cap=4.0)
+        if wait:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            pause = min(pause, left)
+        time.sleep(pause)
+        look += 1
+        if not wait and look == 2:  # two looks (~0.75 s), then send again: parent_commit guards the branch
+            return None
 
 
 def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
@@ -460,16 +496,29 @@ def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, m
     head = call(api.model_info, repo_id, revision=branch, what=repo_id, hub=hub).sha
     if head == parent:
         return None
-    last = next(iter(call(lambda: list(api.list_repo_commits(repo_id, revision=head)), what=repo_id, hub=hub)), None)
-    if last is not None and marker in (last.message or ""):
+    last = call(newest_commit, hub, repo_id, head, what=repo_id, hub=hub)
+    if last is not None and marker in (last.get("message") or ""):
         return f"{hub.endpoint}/{repo_id}/commit/{head}", head, None
     raise _moved(hub, repo_id, branch, parent)
 
 
-def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> HubError:
+def newest_commit(hub: Hub, repo_id: str, revision: str) -> dict | None:
+    """The newest commit of REVISION as the Hub lists it (``id``, ``title``, ``message``), reading one page only:
+    ``list_repo_commits`` would fetch the whole history."""
+    from urllib.parse import quote
+
+    from huggingface_hub.utils import build_hf_headers, paginate
+
+    url = f"{hub.endpoint}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
+    headers = build_hf_headers(token=hub.token or False, library_name="tensorferry")
+    pages = paginate(url, params={"limit": 1}, headers=headers)  # a generator: only the pages iterated are read
+    return next(iter(pages), None)
+
+
+def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> BranchMovedError:
     try:
         now = hub.api().model_info(repo_id, revision=branch).sha
     except Exception:  # noqa: BLE001 - the message still says what happened
         now = "unknown"
-    return HubError(repo_id, f"{branch} changed since planning: its head is now {now} (planned on {parent}); "
+    return BranchMovedError(repo_id, f"{branch} changed since planning: its head is now {now} (planned on {parent}); "
                              "nothing was overwritten: run again to publish on top of it")

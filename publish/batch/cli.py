@@ -6,7 +6,8 @@
     tensorferry batch acme --dask local --workers 4        # on a distributed.LocalCluster
     tensorferry batch acme --scheduler tcp://10.0.0.5:8786 # on a running Dask cluster
 
-Exit codes: 0 when no repo failed; else the highest of the failures' (2 bad input, 3 verification, 4 Hub).
+Exit codes: 0 when no repo failed; else the highest of the failures' (2 bad input, 3 verification, 4 Hub,
+also when the Hub failed while planning a repo).
 
 >>> import argparse
 >>> p = argparse.ArgumentParser(); _ = add_subparser(p.add_subparsers())
@@ -21,7 +22,7 @@ import json
 import sys
 
 
-def add_subparser(subparsers) -> argparse.ArgumentParser:
+def add_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``batch`` (argparse only: nothing heavy is imported until the command runs)."""
     p = subparsers.add_parser("batch", help="convert every repo of an organisation: plan, verify, one PR per repo, resumable",
                               description=__doc__.split(">>>")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,10 +65,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from .run import BatchOptions, run_batch
 
-    if args.workers < 1:
-        from tensorferry.converters.errors import InputError
+    from tensorferry.converters.errors import InputError
 
+    if args.workers < 1:
         raise InputError("--workers", "must be at least 1")
+    if args.retries < 0:  # negative would mean no attempt at all, and every repo "failed" with no error
+        raise InputError("--retries", f"must be 0 or more, got {args.retries}")
     opts = BatchOptions(args.org, to=parse_frameworks(args.to), endpoint=args.endpoint, token=args.token,
                         include=args.include, exclude=args.exclude,
                         max_size=parse_size(args.max_size) if args.max_size else None, create_pr=args.create_pr,
@@ -87,7 +90,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         from .plan import plan_table
 
         print(json.dumps([p.to_json() for p in result.plans], indent=2) if args.json else plan_table(result.plans))
-        return 0
+        return 4 if any(p.action == "fail" for p in result.plans) else 0  # the Hub failed on a repo
     if args.json:
         print(json.dumps({"summary": result.line, "report": {k: str(v) for k, v in result.files.items()},
                           "repos": result.rows}, indent=2))

@@ -1,10 +1,12 @@
 """What each repo of an organisation needs, decided from the Hub alone (reads only), with the reason.
 
 A repo is converted when it lacks a framework of ``--to``; it is skipped, with the reason recorded,
-when it is complete, holds no recognised weights, is over ``--max-size``, gated or unreadable, or
-when a tensorferry PR already exists for its current head (open, or closed: declined PRs are not
-re-opened until the head changes).  tensorferry's PRs are found through the discussions API by the
-marker line ``marker()`` puts in their description.
+when it is complete, holds no recognised weights, is over ``--max-size``, gated or unreadable (the
+Hub answered 401, 403 or 404), or when a tensorferry PR already exists for its current head (open,
+or closed: declined PRs are not re-opened until the head changes).  tensorferry's PRs are found
+through the discussions API by the marker line ``marker()`` puts in their description.  A Hub failure that outlived ``call``'s retries
+(429, 5xx, dropped connections) is no decision: the plan's action is ``fail`` (exit code 4), so the
+run records the repo failed and the next run plans it again.
 
 >>> m = marker("a" * 40, "0123abcd")
 >>> m
@@ -23,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from tensorferry.converters.constants import FILES, FRAMEWORKS
+from tensorferry.converters.errors import HubError
 
 from ..hub_io import Hub, call, patterns_for, redact, source_framework
 
@@ -31,6 +34,7 @@ TITLE_TAG = "(tensorferry)"  # every tensorferry commit title ends with it (publ
 # A repo's memory estimate: the converter streams tensor by tensor, but verification and the
 # source download hold about two copies of the weights; the constant is the worker's own footprint.
 MEMORY_FACTOR, MEMORY_BASE = 3, 64 * 2**20
+UNREADABLE = (401, 403, 404)  # the Hub's answer for a repo (or its PRs) this token may not read: a skip
 
 
 def marker(head: str, run: str) -> str:
@@ -66,7 +70,7 @@ class FoundPR:
 
 @dataclass
 class RepoPlan:
-    """One repo's decision: ``action`` is ``convert`` or ``skip``; ``reason`` says why."""
+    """One repo's decision: ``action`` is ``convert``, ``skip`` or ``fail`` (the Hub failed); ``reason`` says why."""
 
     repo_id: str
     action: str
@@ -130,8 +134,12 @@ def plan_repo(hub: Hub, repo_id: str, targets: Sequence[str], max_size: int | No
                     passthrough=(GatedRepoError, RepositoryNotFoundError))
     except GatedRepoError:
         return RepoPlan(repo_id, "skip", "gated")
-    except Exception as e:  # noqa: BLE001 - unreadable for any reason: recorded, the run goes on
-        return RepoPlan(repo_id, "skip", f"unreadable: {redact(e, hub.token)}")
+    except RepositoryNotFoundError as e:  # 404, or 401 for a private repo of someone else
+        return RepoPlan(repo_id, "skip", f"unreadable: {redact(e, hub.token).splitlines()[0]}")
+    except HubError as e:  # call() maps every other failure; only a refusal is a skip
+        if e.status in UNREADABLE:
+            return RepoPlan(repo_id, "skip", f"unreadable: {e}")
+        return RepoPlan(repo_id, "fail", f"planning failed: {e}")
     if getattr(info, "gated", False):
         return RepoPlan(repo_id, "skip", "gated", head=info.sha)
     if getattr(info, "disabled", False):
@@ -151,8 +159,11 @@ def plan_repo(hub: Hub, repo_id: str, targets: Sequence[str], max_size: int | No
     if create_pr:
         try:
             plan.prs = [p for p in tensorferry_prs(hub, repo_id) if p.head == info.sha]
-        except Exception as e:  # noqa: BLE001
-            return _skip(plan, f"unreadable pull requests: {redact(e, hub.token)}")
+        except HubError as e:
+            if e.status in UNREADABLE:
+                return _skip(plan, f"unreadable pull requests: {e}")
+            plan.action, plan.reason = "fail", f"planning failed: {e}"
+            return plan
         if plan.prs:
             pr = plan.prs[0]
             return _skip(plan, f"tensorferry PR #{pr.num} ({pr.status}) exists for head {info.sha[:8]}")

@@ -17,6 +17,7 @@ True
 from __future__ import annotations
 
 import queue as queue_mod
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,17 +48,29 @@ def fits(need: int, running: list[int], budget: int, workers: int) -> bool:
 
 
 class LocalPool:
-    """``workers`` spawned processes (spawn: no forked HTTP clients or locks), the budget kept here."""
+    """``workers`` spawned processes (spawn: no forked HTTP clients or locks), the budget kept here.
+
+    A worker that dies (killed, out of memory) breaks a ``ProcessPoolExecutor`` and every task on it:
+    the pool is then rebuilt, the repo whose worker died is failed, and the tasks the executor
+    terminated with it are run again (a task whose worker is unknown is run again at most twice).
+    """
+
+    REQUEUES = 2
 
     def __init__(self, workers: int, budget: int) -> None:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
         self.workers, self.budget = max(1, workers), budget
-        ctx = multiprocessing.get_context("spawn")
-        self.events = ctx.Queue()
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
-                                            initargs=(self.events,))
+        self.ctx = multiprocessing.get_context("spawn")
+        self.events = self.ctx.Queue()
+        self.pids: dict[str, int] = {}  # repo → pid of the worker running it (from its "converting" event)
+        self.procs: dict[int, Any] = {}  # pid → the executor's Process, kept to read exit codes after a break
+        self.executor = self._executor()
+
+    def _executor(self) -> Any:
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(self.workers, mp_context=self.ctx, initializer=init_worker, initargs=(self.events,))
 
     def run(self, tasks: list[tuple[RepoTask, int]], on_event: Callable[[Event], None],
             on_start: Callable[[RepoTask], None]) -> Iterator[Outcome]:
@@ -66,30 +79,61 @@ class LocalPool:
         from concurrent.futures.process import BrokenProcessPool
 
         pending, running = list(tasks), {}
+        requeued: dict[str, int] = {}
         while pending or running:
+            broken = False
             while pending and fits(pending[0][1], [n for n, _ in running.values()], self.budget, self.workers):
-                task, need = pending.pop(0)
+                task, need = pending[0]
                 try:
                     future = self.executor.submit(run_task, task)
-                except BrokenProcessPool as e:  # a worker died (killed, out of memory): the rest cannot run here
-                    for task, _ in [(task, need), *pending]:
-                        yield Outcome(task.repo_id, "failed", error=f"worker pool broken: {e}", exit_code=1)
-                    pending = []
+                except BrokenProcessPool:  # it broke since the last look: its running tasks say how below
+                    broken = True
                     break
+                pending.pop(0)
+                self.procs.update(getattr(self.executor, "_processes", None) or {})
                 on_start(task)
-                running[future] = (need, task.repo_id)
+                running[future] = (need, task)
             done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+            self.procs.update(getattr(self.executor, "_processes", None) or {})
             self._drain(on_event)
+            if broken or any(isinstance(f.exception(), BrokenProcessPool) for f in done):
+                wait(list(running), timeout=30)  # a broken pool fails every task it held, all at once
+                self._drain(on_event)
+                killed = self._killed()
+                for future, (need, task) in list(running.items()):
+                    if not future.done() or not isinstance(future.exception(), BrokenProcessPool):
+                        continue
+                    del running[future]
+                    pid = self.pids.pop(task.repo_id, None)
+                    if pid in killed or (pid is None and requeued.get(task.repo_id, 0) >= self.REQUEUES):
+                        yield Outcome(task.repo_id, "failed", exit_code=1,
+                                      error=f"worker process died ({killed.get(pid, 'unknown cause')}; out of memory?)")
+                    else:  # terminated with the pool, through no fault of its own: run it again
+                        requeued[task.repo_id] = requeued.get(task.repo_id, 0) + (pid is None)
+                        pending.insert(0, (task, need))
+                self.executor.shutdown(wait=True, cancel_futures=True)
+                self.executor, self.procs = self._executor(), {}
+                done = {f for f in done if f in running}
             for future in done:
-                yield _outcome(future, running.pop(future)[1])
+                yield _outcome(future, running.pop(future)[1].repo_id)
         self._drain(on_event)
 
+    def _killed(self) -> dict[int, str]:
+        """Workers of the broken pool that died of something other than the executor's own SIGTERM."""
+        import signal
+
+        deadline = time.monotonic() + 10
+        while any(p.exitcode is None for p in self.procs.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        out = {}
+        for pid, p in self.procs.items():
+            code = p.exitcode
+            if code is not None and code not in (0, -signal.SIGTERM):
+                out[pid] = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        return out
+
     def _drain(self, on_event: Callable[[Event], None]) -> None:
-        while True:
-            try:
-                on_event(self.events.get_nowait())
-            except queue_mod.Empty:
-                return
+        _drain(self.events, on_event, self.pids)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -136,11 +180,7 @@ class DaskPool:
         self._drain(on_event)
 
     def _drain(self, on_event: Callable[[Event], None]) -> None:
-        while True:
-            try:
-                on_event(self.events.get_nowait())
-            except queue_mod.Empty:
-                return
+        _drain(self.events, on_event)
 
     def close(self) -> None:
         try:
@@ -149,6 +189,18 @@ class DaskPool:
             self.client.close()
             if self.cluster is not None:
                 self.cluster.close()
+
+
+def _drain(events: Any, on_event: Callable[[Event], None], pids: dict[str, int] | None = None) -> None:
+    """Pass every waiting progress message to ON_EVENT; note each repo's worker pid in PIDS."""
+    while True:
+        try:
+            event = events.get_nowait()
+        except queue_mod.Empty:
+            return
+        if pids is not None and "pid" in event:
+            pids[event["repo_id"]] = event["pid"]
+        on_event(event)
 
 
 def _outcome(future: Any, repo_id: str) -> Outcome:

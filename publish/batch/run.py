@@ -4,11 +4,13 @@ that need work on local processes or Dask, keep the journal, write the report.
 Resume rules (the journal and the Hub agree before anything is pushed):
 
 * a repo ``pushed`` at the same head (or now complete / carrying our PR) is not redone;
-* a repo left ``converting``/``verified`` by a killed run whose PR (or ``--push`` commit) landed,
-  found by the run token in its marker, is recorded ``pushed``; otherwise it restarts from scratch
-  (its scratch folder is removed) with the same run token, and the race guard re-checks the PR
-  list just before committing;
-* everything else is re-planned from the Hub: a skip is a skip again, a failure is retried.
+* a repo left ``converting``/``verified`` by a killed run, or ``failed`` (an answer lost after every
+  retry), whose PR (or ``--push`` commit) landed, found by the run token in its marker, is recorded
+  ``pushed`` with its URL; otherwise it restarts from scratch (its scratch folder is removed) with
+  the same run token, and the race guard re-checks the PR list just before committing;
+* everything else is re-planned from the Hub: a skip is a skip again, a failure is retried;
+* a repo the Hub failed to answer for while planning (after retries) is recorded ``failed`` (exit
+  code 4), not skipped, so the next run plans it again.
 
 >>> BatchOptions("acme", token="hf_secretsecret")
 BatchOptions(org='acme', to=['pt', 'tf', 'flax'], endpoint=None, token=<set>)
@@ -42,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from tensorferry.converters.constants import FRAMEWORKS
-from tensorferry.converters.errors import InputError
+from tensorferry.converters.errors import BranchMovedError, HubError, InputError
 
-from ..hub_io import Hub, call
+from ..hub_io import Hub
 from .journal import IN_FLIGHT, Journal
-from .plan import RepoPlan, parse_marker, plan_org
+from .plan import RepoPlan, marker, plan_org
 from .report import report_row, summary, write_report
 from .work import Outcome, RepoTask
 
@@ -162,14 +164,21 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
     for p in plans:
         row = journal.get(p.repo_id)
         same_head = row is not None and row["head"] == p.head
-        if row and row["state"] == "pushed" and (same_head or p.action == "skip"):
+        if row and row["state"] == "pushed" and (same_head or p.action in ("skip", "fail")):
             earlier.add(p.repo_id)
             continue
+        if p.action == "fail":  # the Hub failed while planning: failed now, planned again by the next run
+            journal.set(p.repo_id, "failed", error=p.reason, reason=None, url=None, added=None, deltas=None,
+                        seconds=0.0, exit_code=HubError.exit_code)
+            continue
         if p.action == "skip":
-            landed = _landed(hub, opts, p, row) if row and row["state"] in IN_FLIGHT else None
+            # in flight when a run was killed, or failed after its answer was lost: did it land after all?
+            maybe = row and (row["state"] in IN_FLIGHT or (row["state"] == "failed" and row["run"]))
+            landed = _landed(hub, opts, p, row) if maybe else None
             if landed:
                 journal.set(p.repo_id, "pushed", url=landed, added=p.missing or row.get("added"),
-                            reason="landed before the previous run was interrupted")
+                            reason="landed in an earlier run (interrupted, or its answer lost)",
+                            error=None, exit_code=0)
                 earlier.add(p.repo_id)
             else:
                 journal.set(p.repo_id, "skipped", head=p.head, source=p.source, reason=p.reason, error=None, url=None,
@@ -179,26 +188,29 @@ def _reconcile(hub: Hub, opts: BatchOptions, plans: list[RepoPlan], journal: Jou
         journal.set(p.repo_id, "planned", head=p.head, run=run, source=p.source, reason=p.reason, error=None, url=None,
                     added=None, deltas=None, seconds=None, exit_code=0)
         task = RepoTask(p.repo_id, p.head, run, p.source, p.missing, hub.endpoint, token=hub.token,
-                        create_pr=opts.create_pr, verify=opts.verify, cache_dir=opts.cache_dir, work_dir=str(work_root),
+                        create_pr=opts.create_pr, verify=opts.verify, cache_dir=opts.cache_dir,
+                        # on a remote cluster the coordinator's folders are not the workers': each uses its own temp
+                        work_dir=None if opts.scheduler else str(work_root),
                         max_shard_size=opts.max_shard_size, retries=opts.retries, backoff=opts.backoff, size=p.size)
         tasks.append((task, p.memory))
     return tasks, earlier
 
 
 def _landed(hub: Hub, opts: BatchOptions, plan: RepoPlan, row: dict[str, Any]) -> str | None:
-    """The URL of the PR or commit an interrupted run of this journal made, if it landed."""
+    """The URL of the PR or commit an earlier run of this journal made, if it landed."""
     if opts.create_pr:
         mine = [pr for pr in plan.prs if pr.run == row["run"]]
         return mine[0].url if mine else None
-    if plan.head is None:
+    if plan.head is None or not row.get("head") or not row.get("run"):
         return None
-    api = hub.api()
-    last = next(iter(call(lambda: list(api.list_repo_commits(plan.repo_id, revision=plan.head)), what=plan.repo_id,
-                          hub=hub)), None)
-    mark = parse_marker(last.message if last is not None else None)
-    if mark and mark[1] == row["run"]:
-        return f"{hub.endpoint}/{plan.repo_id}/commit/{plan.head}"
-    return None
+    from ..publisher import _landed as commit_landed
+
+    try:  # our --push commit is the branch's newest, made on the planned head, with this run's marker
+        found = commit_landed(hub.api(), hub, plan.repo_id, "main", row["head"], marker(row["head"], row["run"]),
+                              False, 0)
+    except BranchMovedError:  # someone else's commit is the newest: ours did not land (or was built on)
+        return None
+    return found[0] if found else None
 
 
 def _execute(opts: BatchOptions, plans: list[RepoPlan], tasks: list[tuple[RepoTask, int]], journal: Journal) -> int:

@@ -14,8 +14,10 @@ RepoTask(repo_id='acme/a', head='aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', run=
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,18 +120,20 @@ def emit(repo_id: str, state: str, **data: Any) -> None:
 def run_task(task: RepoTask) -> Outcome:
     """Run one repo's pipeline with repo-level retries; returns its ``Outcome``, never raises for the repo."""
     global _dask
-    from tensorferry.converters.errors import HubError, TensorferryError
+    from tensorferry.converters.errors import BranchMovedError, HubError, TensorferryError
 
     from ..hub_io import redact
 
     _dask = task.dask
     started = time.perf_counter()
-    scratch = Path(task.work_dir or ".") / slug(task.repo_id)
+    # No work_dir (a remote Dask worker: the coordinator's paths mean nothing here): a temp folder of its own.
+    own = None if task.work_dir else Path(tempfile.mkdtemp(prefix="tensorferry-batch-"))
+    scratch = Path(task.work_dir or own) / slug(task.repo_id)
     outcome = Outcome(task.repo_id, "failed")
-    for attempt in range(task.retries + 1):
+    for attempt in range(max(0, task.retries) + 1):  # at least one attempt, whatever the caller passed
         shutil.rmtree(scratch, ignore_errors=True)  # half-done work of a killed run restarts from scratch
         scratch.mkdir(parents=True, exist_ok=True)
-        emit(task.repo_id, "converting", attempts=attempt + 1)
+        emit(task.repo_id, "converting", attempts=attempt + 1, pid=os.getpid())  # the pid: which repo a dead worker held
         try:
             outcome = _publish(task, scratch)
         except _Stop as stop:
@@ -137,7 +141,7 @@ def run_task(task: RepoTask) -> Outcome:
         except HubError as e:
             outcome = Outcome(task.repo_id, "failed", error=redact(e, task.token), exit_code=e.exit_code)
             # a moved head (publisher._moved) needs a new plan, not a retry: a re-run re-plans it
-            if attempt < task.retries and "changed since planning" not in str(e):
+            if attempt < task.retries and not isinstance(e, BranchMovedError):
                 time.sleep(task.backoff * 2 ** attempt)
                 continue
         except TensorferryError as e:  # bad input, failed verification: would fail the same way again
@@ -149,6 +153,8 @@ def run_task(task: RepoTask) -> Outcome:
             shutil.rmtree(scratch, ignore_errors=True)
         outcome.attempts = attempt + 1
         break
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
     outcome.seconds = round(time.perf_counter() - started, 2)
     if outcome.error:
         outcome.error = _short_paths(outcome.error, task)

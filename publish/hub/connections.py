@@ -194,6 +194,9 @@ class HubProtocol(H11Protocol):
                 async def swallow(message: dict[str, Any]) -> None:
                     return None
 
+                if faults.delay:  # dropped first, carried out later: a request still in flight when the client gave up
+                    await self._late(app, scope, receive, swallow, faults.delay)
+                    return None
                 await app(scope, receive, swallow)
                 self.transport.abort()
                 return None
@@ -208,3 +211,22 @@ class HubProtocol(H11Protocol):
             return await error_response(err, headers=headers)(scope, receive, send)
 
         return faulty
+
+    async def _late(self, app: Any, scope: dict[str, Any], receive: Any, send: Any, delay: float) -> None:
+        """Read the whole request, drop the connection, wait DELAY seconds, then serve the request unanswered."""
+        body: list[dict[str, Any]] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away before its request was complete: nothing to carry out
+            body.append(message)
+            if not message.get("more_body"):
+                break
+        self.transport.abort()
+        await asyncio.sleep(delay)
+        replay = iter(body)
+
+        async def again() -> dict[str, Any]:
+            return next(replay, {"type": "http.disconnect"})
+
+        await app(scope, again, send)

@@ -6,6 +6,8 @@ commit landed, and must find out before it retries. `/health`, file downloads (`
 web pages are never faulted. The draws come from one seeded generator in request order: the same
 requests in the same order get the same faults.  `kind@text:rate` faults only the requests whose
 path contains `text` (e.g. `lost@/commit/:1.0`: every commit lands and its answer is lost).
+`delay:S` makes `lost` slower: the connection closes at once and the work is carried out S seconds
+later (a commit still in flight when the client gave up on it: `lost@/commit/:1.0,delay:3`).
 
 >>> f = parse_faults("429:0.5,seed:1")
 >>> [f.draw("/api/models/a/b") for _ in range(4)], f.draw("/health")
@@ -13,6 +15,8 @@ path contains `text` (e.g. `lost@/commit/:1.0`: every commit lands and its answe
 >>> g = parse_faults("lost@/commit/:1.0")
 >>> g.draw("/api/models/a/b/commit/main"), g.draw("/api/models/a/b/preupload/main")
 ('lost', None)
+>>> parse_faults("lost:0.5,delay:2.5").delay
+2.5
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class Faults:
     rates: dict[str, float]
     seed: int = 0
     only: dict[str, str] = field(default_factory=dict)  # kind → text the path must contain
+    delay: float = 0.0  # seconds between dropping a `lost` request's connection and carrying it out
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +55,8 @@ class Faults:
         return None
 
     def describe(self) -> str:
-        return ", ".join(f"{k} {self.rates[k]:.0%}" for k in KINDS if self.rates.get(k)) + f" (seed {self.seed})"
+        late = f", carried out {self.delay:g} s after the drop" if self.delay and self.rates.get("lost") else ""
+        return ", ".join(f"{k} {self.rates[k]:.0%}" for k in KINDS if self.rates.get(k)) + late + f" (seed {self.seed})"
 
 
 def parse_faults(spec: str | None) -> Faults | None:
@@ -59,7 +65,7 @@ def parse_faults(spec: str | None) -> Faults | None:
         return None
     rates: dict[str, float] = {}
     only: dict[str, str] = {}
-    seed = 0
+    seed, delay = 0, 0.0
     for item in spec.split(","):
         key, sep, value = item.strip().partition(":")
         key, at, where = key.partition("@")
@@ -70,6 +76,11 @@ def parse_faults(spec: str | None) -> Faults | None:
                 raise ValueError
             if key == "seed":
                 seed = int(value)
+                continue
+            if key == "delay":
+                delay = float(value)
+                if not 0.0 <= delay <= 600.0:
+                    raise ValueError
                 continue
             if key not in KINDS:
                 raise ValueError
@@ -82,4 +93,4 @@ def parse_faults(spec: str | None) -> Faults | None:
         rates[key] = rate
     if sum(rates.values()) > 1.0:
         raise ValueError(f"{ENV}: the rates add up to more than 1 ({sum(rates.values()):g})")
-    return Faults(rates, seed, only)
+    return Faults(rates, seed, only, delay)

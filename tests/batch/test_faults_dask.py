@@ -68,3 +68,37 @@ def test_a_running_dask_scheduler_takes_the_repos_with_their_memory_as_a_resourc
     assert statuses(report["repos"]) == {n: EXPECTED[n] for n in ("pt-cnn", "tf-cnn", "flax-cnn")}
     assert json.loads((tmp_path / "report" / "report.json").read_text())["executor"].startswith("dask tcp://")
     assert all(len(tensorferry_prs(org, n)) == 1 for n in ("pt-cnn", "tf-cnn", "flax-cnn"))
+
+
+def test_on_a_remote_scheduler_the_workers_use_their_own_scratch_and_cache(org, tmp_path, monkeypatch) -> None:
+    """The coordinator's journal folder and HF cache are not paths on another machine: with --scheduler a
+    task carries no work_dir (and no cache_dir unless --cache-dir was given), and runs in a temp folder
+    of its own that it removes."""
+    import tempfile
+
+    from tensorferry.publish.batch.journal import Journal
+    from tensorferry.publish.batch.plan import plan_org
+    from tensorferry.publish.batch.run import _reconcile
+    from tensorferry.publish.batch.work import run_task
+    from tensorferry.publish.hub_io import Hub
+
+    hub = Hub(org.url, org.token)
+    plans = plan_org(hub, org.name, ["pt", "tf", "flax"], include=["pt-cnn"])
+    work_root = tmp_path / "journal.sqlite.work"
+    tasks = {}
+    for name, scheduler in (("local", None), ("remote", "tcp://10.0.0.5:8786")):
+        journal = Journal(tmp_path / f"{name}.sqlite")
+        opts = BatchOptions(org.name, endpoint=org.url, token=org.token, scheduler=scheduler, verify="weights")
+        tasks[name] = _reconcile(hub, opts, plans, journal, work_root)[0][0][0]
+        journal.close()
+    assert tasks["local"].work_dir == str(work_root) and tasks["remote"].work_dir is None
+    assert tasks["remote"].cache_dir is None  # the worker's default HF cache
+
+    temp = tmp_path / "worker-tmp"  # stands for the worker's own temp folder
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    task = tasks["remote"]
+    task.cache_dir = str(tmp_path / "cache")  # as --cache-dir would (keeps the test out of the user's cache)
+    assert run_task(task).status == "pushed"
+    assert not [p for p in temp.iterdir() if p.name.startswith("tensorferry-batch-")] and not work_root.exists()
+    assert len(tensorferry_prs(org, "pt-cnn")) == 1

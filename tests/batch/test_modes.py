@@ -112,3 +112,60 @@ def test_a_big_repo_reports_its_conversion_progress(org, tmp_path, monkeypatch) 
     written = [e["bytes"] for e in got if e["state"] == "progress"]
     assert written and written == sorted(written) and 80_000 < written[-1] <= 87_756  # the source tensors read
     assert [e["state"] for e in got if e["state"] != "progress"] == ["converting", "verified"]
+
+
+def test_a_dead_local_worker_fails_only_its_repo_and_the_others_finish(org, tmp_path) -> None:
+    """SIGKILL (as the OOM killer sends it) of the worker running one repo: the executor breaks and
+    terminates its other worker too; the pool is rebuilt, only the dead worker's repo fails, the rest run."""
+    import os
+    import signal
+
+    def task(name, source, missing):
+        head = org.api().model_info(org.repo(name)).sha
+        return RepoTask(org.repo(name), head, "k" + name.replace("-", ""), source, missing, org.url, token=org.token,
+                        verify="weights", cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"))
+
+    killed: list[int] = []
+
+    def on_event(event) -> None:
+        if event["repo_id"] == org.repo("pt-cnn") and event["state"] == "converting" and not killed:
+            killed.append(event["pid"])
+            os.kill(event["pid"], signal.SIGKILL)  # the test kills the worker: nothing test-only in the code
+
+    pool = LocalPool(2, budget=2**40)
+    outcomes = {}
+    try:
+        tasks = [(task("pt-cnn", "pt", ["tf", "flax"]), 1), (task("pt-tf", "pt", ["flax"]), 1),
+                 (task("tf-cnn", "tf", ["pt", "flax"]), 1)]
+        for outcome in pool.run(tasks, on_event, lambda t: None):
+            outcomes[outcome.repo_id.split("/")[1]] = outcome
+    finally:
+        pool.close()
+    assert killed and set(outcomes) == {"pt-cnn", "pt-tf", "tf-cnn"}
+    assert outcomes["pt-tf"].status == "pushed" and outcomes["tf-cnn"].status == "pushed", outcomes
+    assert outcomes["pt-cnn"].status == "failed" and "killed by SIGKILL" in outcomes["pt-cnn"].error
+    assert len(tensorferry_prs(org, "pt-tf")) == 1 and len(tensorferry_prs(org, "tf-cnn")) == 1
+    assert not tensorferry_prs(org, "pt-cnn")
+
+
+def test_a_branch_moved_since_planning_is_a_typed_error_and_the_repo_is_not_retried(org, tmp_path) -> None:
+    """--push with parent_commit: someone committed to main after the plan. publish raises BranchMovedError
+    (a HubError, exit code 4), and the worker fails the repo at once: a re-run must re-plan it."""
+    import pytest
+
+    from tensorferry.converters.errors import BranchMovedError, HubError
+    from tensorferry.publish import publish
+
+    repo = org.repo("pt-tf")
+    planned = org.api().model_info(repo).sha
+    org.api().upload_file(path_or_fileobj=b"moved\n", path_in_repo="NOTES.md", repo_id=repo, commit_message="meanwhile")
+    with pytest.raises(BranchMovedError, match="main changed since planning") as caught:
+        publish(repo, repo, to=["pt", "tf", "flax"], endpoint=org.url, token=org.token, parent_commit=planned,
+                source_revision=planned, verify="weights", cache_dir=str(tmp_path / "cache"), quiet=True)
+    assert isinstance(caught.value, HubError) and caught.value.exit_code == 4
+    task = RepoTask(repo, planned, "0a0a0a0a0a0a0a0a", "pt", ["flax"], org.url, token=org.token, create_pr=False,
+                    verify="weights", cache_dir=str(tmp_path / "cache"), work_dir=str(tmp_path / "work"), retries=2,
+                    backoff=5.0)
+    outcome = run_task(task)
+    assert outcome.status == "failed" and outcome.exit_code == 4 and outcome.attempts == 1, outcome
+    assert "changed since planning" in outcome.error and outcome.seconds < 5.0  # no backoff, no second attempt

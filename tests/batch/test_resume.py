@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tensorferry.converters.constants import FILES
 
 from .conftest import CONVERTED, EXPECTED, statuses, tensorferry_prs
@@ -137,3 +139,28 @@ def test_a_pr_that_landed_just_before_the_kill_is_recognised_not_duplicated(org,
     assert rows[repo]["status"] == "pushed" and rows[repo]["url"] == landed.pr_url
     assert len(tensorferry_prs(org, "pt-cnn")) == 1  # recognised by its run token, not opened again
     assert rows[org.repo("pt-tf")]["status"] == "pushed" and len(tensorferry_prs(org, "pt-tf")) == 1
+
+
+@pytest.mark.parametrize("push", [False, True], ids=["pull request", "push"])
+def test_a_failed_repo_whose_pr_or_commit_landed_is_recorded_pushed_with_its_url(org, tmp_path, cli, push) -> None:
+    """The answer was lost after every retry, so the run journaled 'failed', yet the PR (commit) landed:
+    the next run finds it by its run token and records it pushed, with its URL, instead of 'skipped'."""
+    from tensorferry.publish import publish
+    from tensorferry.publish.batch.journal import Journal
+    from tensorferry.publish.batch.plan import marker
+
+    repo, run = org.repo("pt-cnn"), "10571057feedbeef"
+    head = org.api().model_info(repo).sha
+    landed = publish(repo, repo, to=["pt", "tf", "flax"], endpoint=org.url, token=org.token, create_pr=not push,
+                     commit_message="Add tf, flax weights (tensorferry)", parent_commit=head, verify="weights",
+                     cache_dir=str(tmp_path / "hf-cache"), quiet=True, description_marker=marker(head, run))
+    journal = Journal(tmp_path / "journal.sqlite")
+    journal.set(repo, "failed", head=head, run=run, source="pt", error="pt-cnn: commit: connection dropped", exit_code=4)
+    journal.close()
+    code, out, _ = cli(*org.cli_args(tmp_path, "--include", "pt-cnn", "--json", *(["--push"] if push else [])))
+    report = json.loads(out)
+    row = report["repos"][0]
+    assert code == 0 and row["status"] == "pushed", row
+    assert row["url"] == (landed.commit_url if push else landed.pr_url) and row["reason"].startswith("landed in an earlier run")
+    assert "1 pushed (1 in an earlier run), 0 skipped, 0 failed" in report["summary"]
+    assert len(tensorferry_prs(org, "pt-cnn")) == (0 if push else 1)
