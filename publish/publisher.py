@@ -12,7 +12,7 @@ read when planning).  ``dry_run`` stops before the first write and returns the p
 ...     token = write_token(server.data_dir, "alice")
 ...     result = publish("fixtures/checkpoints/cnn", "alice/tiny-cnn", endpoint=server.url, token=token,
 ...                      verify="weights", quiet=True)
-...     newest = newest_commit(Hub(server.url, token), "alice/tiny-cnn", "main")
+...     newest = committing.newest_commit(Hub(server.url, token), "alice/tiny-cnn", "main")
 >>> result.commit_oid == newest["id"], sorted(f.path for f in result.files)[:3]
 (True, ['README.md', 'config.json', 'flax_model.msgpack'])
 """
@@ -33,20 +33,19 @@ from typing import Any
 from tensorferry.converters import convert, open_source
 from tensorferry.converters.checkpoint import Source
 from tensorferry.converters.constants import CHECKPOINT_DIR, CONFIG, FILES, FRAMEWORKS, MAX_SHARD_SIZE, README, VERIFICATION, parse_frameworks
-from tensorferry.converters.errors import BranchMovedError, InputError, VerificationError
+from tensorferry.converters.errors import InputError, VerificationError
 from tensorferry.converters.formats.digest import FileDigest
 from tensorferry.converters.maps.transformers import available as transformers_types
 from tensorferry.converters.verify.report import Verification
 from tensorferry.converters.verify.run import verify_dir
 
 from . import card as cards
+from . import committing
 from . import variants as variants_
 from .files import sha256 as _sha256  # shared with the checkpoints (resume.state)
-from .hub_io import REPO_ID, Hub, call, fetch, hub_error, is_transient, retry_after, status_of
+from .hub_io import REPO_ID, Hub, call, fetch
 
 DEFAULT_MESSAGE = "Add {frameworks} weights (tensorferry)"
-COMMIT_RETRIES = 10  # a commit is retried only after checking it did not land
-LANDING_WAIT = 30.0  # PR mode: seconds a commit whose answer never came may take to land before it is sent again
 
 
 @dataclass
@@ -411,114 +410,8 @@ def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_
     # A run id in the description tells our commit from any other after an answer is lost.
     marker = f"<!-- tensorferry publish {uuid.uuid4().hex} -->"
     description = f"{description}\n\n{marker}" if description else marker
-    prs_before = _last_pr(api, hub, repo_id) if create_pr else 0
+    prs_before = committing.last_pr(api, hub, repo_id) if create_pr else 0
     if before_commit is not None:  # last, so that its check is as fresh as it can be when the commit goes out
         before_commit(result)
-    result.commit_url, result.commit_oid, result.pr_url = _commit(api, hub, repo_id, ops, result, create_pr, prs_before,
-                                                                  message, description, marker)
-
-
-def _last_pr(api: Any, hub: Hub, repo_id: str) -> int:
-    found = call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub)
-    return max((d.num for d in found), default=0)
-
-
-def _commit(api: Any, hub: Hub, repo_id: str, ops: list, result: PublishResult, create_pr: bool, prs_before: int,
-            message: str, description: str, marker: str) -> tuple[str, str | None, str | None]:
-    """One ``create_commit`` → (commit URL, commit id, PR URL); retried only when it provably did not land."""
-    parent = result.parent_commit
-    for attempt in range(COMMIT_RETRIES + 1):
-        try:
-            info = api.create_commit(repo_id, ops, commit_message=message, commit_description=description,
-                                     revision=result.revision, create_pr=create_pr or None, parent_commit=parent)
-            return str(info), info.oid, info.pr_url
-        except Exception as e:  # noqa: BLE001 - mapped below, token scrubbed
-            if status_of(e) == 412:  # someone moved the branch, or our own earlier attempt landed after all
-                landed = _landed(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before) if attempt else None
-                if landed is not None:
-                    return landed
-                raise _moved(hub, repo_id, result.revision, parent) from None
-            if not is_transient(e) or attempt == COMMIT_RETRIES:
-                raise hub_error(f"{repo_id}: commit", e, hub) from None
-            landed = _await_landing(api, hub, repo_id, result.revision, parent, marker, create_pr, prs_before, e, attempt)
-            if landed is not None:
-                return landed
-    raise AssertionError("unreachable")
-
-
-def _in_flight(error: BaseException) -> bool:
-    """Whether the commit may still be in flight on the Hub: no answer at all (dropped, timed out), or a
-    gateway's 502/504 (the backend may go on); a 429/500/503 is the server's own answer."""
-    return status_of(error) in (None, 502, 504)
-
-
-def _await_landing(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
-                   prs_before: int, error: BaseException, attempt: int) -> tuple[str, str | None, str | None] | None:
-    """After a failed commit call: our commit if it landed (or lands while we look), None to send it again.
-
-    Without a PR, ``parent_commit`` makes a second send of a commit that landed late fail with 412 (then
-    found by its run id): a short look is enough.  A PR has no such guard, so when the commit may still be
-    in flight we poll for up to LANDING_WAIT seconds before sending it again.
-    """
-    wait = LANDING_WAIT if create_pr and _in_flight(error) else 0.0
-    deadline = time.monotonic() + wait
-    look = 0
-    while True:
-        landed = _landed(api, hub, repo_id, branch, parent, marker, create_pr, prs_before)
-        if landed is not None:
-            return landed
-        pause = retry_after(error, attempt + look, base=0.25, cap=4.0)
-        if wait:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            pause = min(pause, left)
-        time.sleep(pause)
-        look += 1
-        if not wait and look == 2:  # two looks (~0.75 s), then send again: parent_commit guards the branch
-            return None
-
-
-def _landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, marker: str, create_pr: bool,
-            prs_before: int) -> tuple[str, str | None, str | None] | None:
-    """After a lost answer: our commit if it landed (found by its run id), None if it did not;
-    raises if someone else moved the branch meanwhile."""
-    if create_pr:
-        # listings are generators: their requests happen while iterating, so iterate inside call()
-        for d in call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub):
-            if d.num <= prs_before:
-                continue
-            details = call(api.get_discussion_details, repo_id, d.num, what=repo_id, hub=hub)
-            if any(marker in (getattr(ev, "content", "") or "") for ev in details.events[:1]):
-                head = call(api.model_info, repo_id, revision=d.git_reference, what=repo_id, hub=hub).sha
-                return f"{hub.endpoint}/{repo_id}/commit/{head}", head, f"{hub.endpoint}/{repo_id}/discussions/{d.num}"
-        return None
-    head = call(api.model_info, repo_id, revision=branch, what=repo_id, hub=hub).sha
-    if head == parent:
-        return None
-    last = call(newest_commit, hub, repo_id, head, what=repo_id, hub=hub)
-    if last is not None and marker in (last.get("message") or ""):
-        return f"{hub.endpoint}/{repo_id}/commit/{head}", head, None
-    raise _moved(hub, repo_id, branch, parent)
-
-
-def newest_commit(hub: Hub, repo_id: str, revision: str) -> dict | None:
-    """The newest commit of REVISION as the Hub lists it (``id``, ``title``, ``message``), reading one page only:
-    ``list_repo_commits`` would fetch the whole history."""
-    from urllib.parse import quote
-
-    from huggingface_hub.utils import build_hf_headers, paginate
-
-    url = f"{hub.endpoint}/api/models/{repo_id}/commits/{quote(revision, safe='')}"
-    headers = build_hf_headers(token=hub.token or False, library_name="tensorferry")
-    pages = paginate(url, params={"limit": 1}, headers=headers)  # a generator: only the pages iterated are read
-    return next(iter(pages), None)
-
-
-def _moved(hub: Hub, repo_id: str, branch: str, parent: str | None) -> BranchMovedError:
-    try:
-        now = hub.api().model_info(repo_id, revision=branch).sha
-    except Exception:  # noqa: BLE001 - the message still says what happened
-        now = "unknown"
-    return BranchMovedError(repo_id, f"{branch} changed since planning: its head is now {now} (planned on {parent}); "
-                             "nothing was overwritten: run again to publish on top of it")
+    result.commit_url, result.commit_oid, result.pr_url = committing.commit(
+        api, hub, repo_id, ops, result.revision, result.parent_commit, create_pr, prs_before, message, description, marker)

@@ -203,7 +203,7 @@ def _landed(hub: Hub, opts: BatchOptions, plan: RepoPlan, row: dict[str, Any]) -
         return mine[0].url if mine else None
     if plan.head is None or not row.get("head") or not row.get("run"):
         return None
-    from ..publisher import _landed as commit_landed
+    from ..committing import landed as commit_landed
 
     try:  # our --push commit is the branch's newest, made on the planned head, with this run's marker
         found = commit_landed(hub.api(), hub, plan.repo_id, "main", row["head"], marker(row["head"], row["run"]),

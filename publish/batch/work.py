@@ -140,7 +140,7 @@ def run_task(task: RepoTask) -> Outcome:
             outcome = stop.outcome
         except HubError as e:
             outcome = Outcome(task.repo_id, "failed", error=redact(e, task.token), exit_code=e.exit_code)
-            # a moved head (publisher._moved) needs a new plan, not a retry: a re-run re-plans it
+            # a moved head (committing.moved) needs a new plan, not a retry: a re-run re-plans it
             if attempt < task.retries and not isinstance(e, BranchMovedError):
                 time.sleep(task.backoff * 2 ** attempt)
                 continue

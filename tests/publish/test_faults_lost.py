@@ -61,7 +61,7 @@ def test_a_pull_request_still_in_flight_when_its_answer_was_lost_is_awaited_not_
 def test_finding_a_landed_commit_reads_only_the_newest_page_of_the_history(tmp_path) -> None:
     """After a lost answer the newest commit is read by its run id: one page (one commit), not the whole history."""
     from tensorferry.publish.hub_io import Hub
-    from tensorferry.publish.publisher import _landed
+    from tensorferry.publish.committing import landed, newest_commit
 
     with LocalHub(tmp_path / "hub", page_size=1, log_level="info") as server:
         token = write_token(server.data_dir, "alice")
@@ -74,10 +74,9 @@ def test_finding_a_landed_commit_reads_only_the_newest_page_of_the_history(tmp_p
         log = tmp_path / "hub" / "server.log"
         before = log.read_text().count("/api/models/alice/long/commits/")
         hub = Hub(server.url, token)
-        found = _landed(hub.api(), hub, "alice/long", "main", parent, "<!-- tensorferry publish abc -->", False, 0)
+        found = landed(hub.api(), hub, "alice/long", "main", parent, "<!-- tensorferry publish abc -->", False, 0)
         after = log.read_text().count("/api/models/alice/long/commits/")
         assert before >= 4 and after - before == 1  # one request: the first page only (of 5)
-        from tensorferry.publish.publisher import newest_commit
 
         newest = newest_commit(hub, "alice/long", "main")
     assert found is not None and found[1] == newest["id"] and newest["title"] == "step 3"
