@@ -115,6 +115,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         for module, why in result.heuristics.items():
             print(f"heuristic: {module} taken as {why}", file=sys.stderr)
         _notes(source.found, result.dropped, result.warnings)
+        if result.unrecovered:
+            print(f"not recoverable from {source.framework} ({len(result.unrecovered)}, left out of model.safetensors): "
+                  + ", ".join(result.unrecovered), file=sys.stderr)
         print(f"wrote {args.out} in {result.seconds:.2f}s")
         if args.verify:
             print(verification.summary())
@@ -147,17 +150,24 @@ def explain(plan: Plan) -> dict:
     canonical = {name: m for m in plan.canonical for name, _, _ in m.targets}
     out = {"route": [plan.source.framework, CANONICAL, ", ".join(plan.targets)], "source": [str(f) for f in plan.source.files],
            "kinds": {m: {"kind": d.kind, "decided_by": d.how, "why": d.why, **dict(d.params)} for m, d in plan.decisions.items()},
-           "targets": {}, "pairings": plan.pairings}
+           "targets": {}, "pairings": plan.pairings, "unrecovered": plan.unrecovered}
     for fw, moves in plan.targets.items():
         rows = []
         for move, _ in moves:
             srcs = list(dict.fromkeys(s for c in move.sources for s in (canonical[c].sources if c in canonical else (c,))))
             first = canonical.get(move.sources[0]) if move.sources else None
             steps = [x for x in ((first.op if first else ""), move.op) if x and x != "identity"]
+            # An optional tensor's config setting, or a tensor rebuilt from the config (no source tensor).
+            notes = [w for w in (move.why, first.why if first else "") if "present when" in w or w.startswith("rebuilt")]
+            if first is not None and not first.sources:
+                srcs = ["config.json"]
             for name, shape, dt in move.targets:
                 side = name.startswith(EXTRA + "/")
-                rows.append({"from": srcs, "to": name + (":0" if fw == "tf" and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
-                             "transform": " ; ".join(steps) or "identity", "kind": move.kind, "decided_by": move.how})
+                row = {"from": srcs, "to": name + (":0" if fw == "tf" and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
+                       "transform": " ; ".join(steps) or "identity", "kind": move.kind, "decided_by": move.how}
+                if notes:
+                    row["note"] = notes[0].split("; ")[-1]
+                rows.append(row)
         out["targets"][fw] = rows
     return out
 
@@ -175,5 +185,8 @@ def render(rows: dict) -> str:
             lines += [f"    {p['source']} → {p['target']} [{p['class']}, {p['kind']}]: {p['evidence']}" for p in pairs]
         width = max((len(", ".join(r["from"])) for r in items), default=0)
         for r in items:
-            lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}")
+            note = f"  ({r['note']})" if r.get("note") else ""
+            lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}{note}")
+    if rows.get("unrecovered"):
+        lines.append(f"\nnot recoverable from this file ({len(rows['unrecovered'])}): " + ", ".join(rows["unrecovered"]))
     return "\n".join(lines)

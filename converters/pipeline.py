@@ -59,6 +59,8 @@ class ConvertResult:
     checkpoint: dict | None = None  # a training checkpoint: {"key", "ignored", "stripped"}
     dropped: list[str] = field(default_factory=list)  # source tensors --drop left out
     warnings: list[str] = field(default_factory=list)
+    # PyTorch tensors the TF/Flax source cannot give and nothing rebuilds: left out of model.safetensors.
+    unrecovered: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -67,6 +69,7 @@ class ConvertResult:
                              "sha256": {f: d.sha256 for f, d in o.digests.items()}} for fw, o in self.outputs.items()},
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
             "checkpoint": self.checkpoint, "dropped": self.dropped, "warnings": self.warnings,
+            "unrecovered": self.unrecovered,
         }
 
 
@@ -127,7 +130,8 @@ def convert(
     out = Path(out)
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
-                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings)
+                           checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings,
+                           unrecovered=list(plan.unrecovered) if "pt" in to else [])
     producer = Producer(source, plan.canonical)
     variants = [_variant(fw, plan, out, shard_size, extras, digests) for fw in to]
     with atomic_outputs() as files:

@@ -90,10 +90,26 @@ class _Rule:
     copies: dict[str, tuple["_Rule", ...]] = field(default_factory=dict)
     # For one of those copies: the primary's native template (the copy is dropped when read back).
     primary: str | None = None
+    # The map entry itself: ``computed``, ``saved``, ``enabled_by``, ``{fw}_unsupported`` (see maps.computed).
+    entry: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def group(self, framework: str) -> tuple[str, str | None]:
         """(PT template, primary native template): the same for a tensor's primary and its copies."""
         return self.pt, self.primary or self.native[framework]
+
+
+def _template_regex(template: str) -> str:
+    """A regex matching a template's instances, placeholder ``{i}`` captured as group ``gi``."""
+    seen: set[str] = set()
+
+    def group(m: re.Match) -> str:
+        i = m.group(1)
+        if i in seen:
+            return f"(?P=g{i})"
+        seen.add(i)
+        return f"(?P<g{i}>\\d+)"
+
+    return _PLACEHOLDER.sub(group, re.escape(template))
 
 
 class _Index:
@@ -107,16 +123,7 @@ class _Index:
         if "{" not in template:
             self.exact.setdefault(template, rule)
             return
-        seen: set[str] = set()
-
-        def group(m: re.Match) -> str:
-            i = m.group(1)
-            if i in seen:
-                return f"(?P=g{i})"
-            seen.add(i)
-            return f"(?P<g{i}>\\d+)"
-
-        self.patterns.append((re.compile(_PLACEHOLDER.sub(group, re.escape(template)) + r"\Z"), rule))
+        self.patterns.append((re.compile(_template_regex(template) + r"\Z"), rule))
 
     def find(self, name: str) -> tuple[_Rule, list[str]] | None:
         if name in self.exact:
@@ -139,7 +146,32 @@ def _rule(pt: str, e: dict, tied_to: str | None, primary: str | None = None,
     """
     return _Rule(pt, {f: e.get(f) for f in FRAMEWORKS}, {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS},
                  tied_to, tuple(e["tf_groups"]) if e.get("tf_groups") else None, bool(e.get("tf_bare")),
-                 copies or {}, primary)
+                 copies or {}, primary, e)
+
+
+def enabled_text(entry: dict) -> str | None:
+    """The config settings that create an optional tensor, in words, or None for an always-present one.
+
+    >>> enabled_text({"enabled_by": [{"embedding_size": 16}, {"a": True, "b": 2}]})
+    'embedding_size=16 (or a=True, b=2)'
+    """
+    conds = entry.get("enabled_by") or []
+    if isinstance(conds, dict):
+        conds = [conds]
+    texts = [", ".join(f"{k}={v}" for k, v in c.items()) for c in conds]
+    if not texts:
+        return None
+    return texts[0] + (f" (or {'; '.join(texts[1:])})" if texts[1:] else "")
+
+
+def _applies(entry: dict, config: dict) -> bool:
+    """Whether ``config`` switches on an optional tensor (always true for one with no ``enabled_by``)."""
+    conds = entry.get("enabled_by") or []
+    if isinstance(conds, dict):
+        conds = [conds]
+    # An option recorded as a size (embedding_size=16) is on whenever the config sets that field at all.
+    return not conds or any(all(k in config and (config[k] == v or not isinstance(v, (bool, str))) for k, v in c.items())
+                            for c in conds)
 
 
 def _fill(template: str, values: list[str]) -> str:
@@ -279,6 +311,10 @@ class ArchitectureMap:
                 found = self._find_pt(_fill(rule.tied_to, values))
                 rule, values = found if found else (rule, values)
             if rule.native[framework] is None:
+                why = rule.entry.get(f"{framework}_unsupported")
+                if why:  # the framework cannot hold it: a file without it would compute something else
+                    raise LayoutError(name, f"comes with the config setting {enabled_text(rule.entry)}, which "
+                                            f"{framework} cannot carry: {why}")
                 out[name] = None
                 continue
             placed = [self._place(framework, r, values, name, shape, targets)
@@ -400,4 +436,80 @@ class ArchitectureMap:
         name = first_unplaced[0]
         more = f" (and {len(first_unplaced) - 1} more)" if len(first_unplaced) > 1 else ""
         raise LayoutError(name, f"not in the transformers {self.model_type} layout map for "
-                                f"{self.architecture} or any sibling architecture{more}")
+                                f"{self.architecture} or any sibling architecture{more}; {self.options_hint()}")
+
+    def options_hint(self) -> str:
+        """Which config settings the map was built from, for an unknown tensor's error.
+
+        >>> find_map({"model_type": "electra"}).options_hint()
+        'the map was recorded from the tiny config and from embedding_size=16, ...'
+        """
+        tried = [", ".join(f"{k}={v}" for k, v in v["config"].items())
+                 + (" (transformers fails to build it)" if v.get("error") else "")
+                 for v in self.doc.get("variants", []) if not v.get("split")]
+        if not tried:
+            return "the map was recorded from one config (no option of this model_type adds tensors it lacks)"
+        return ("the map was recorded from the tiny config and from " + "; ".join(tried) + ": the file comes from a "
+                "config setting none of these switches on (regenerate the maps with a VARIANTS row for it)")
+
+    def note(self, name: str) -> str | None:
+        """For ``--explain``: the config setting that creates an optional PyTorch tensor, else None.
+
+        >>> find_map({"model_type": "electra"}).note("embeddings_project.weight")
+        'present when embedding_size=16'
+        """
+        found = self._find_pt(name)
+        text = enabled_text(found[0].entry) if found else None
+        return f"present when {text}" if text else None
+
+    # -- tensors the framework file lacks ------------------------------------------------------
+
+    def missing_pt(self, framework: str, present: set[str], config: dict | None) -> tuple[list[tuple[str, dict]], list[str]]:
+        """The PyTorch tensors a ``framework`` file cannot hold: ([(name, computed spec)], [unrecoverable names]).
+
+        ``present``: the canonical names read from the file.  A tensor counts when its module is
+        there (a sibling tensor is in ``present``), PyTorch saves it, the config switches it on, and
+        the file lacks it.  With a ``computed`` spec it is rebuilt from the config; else unrecoverable.
+
+        >>> m = find_map({"model_type": "resnet", "architectures": ["ResNetModel"]})
+        >>> got, lost = m.missing_pt("flax", {"embedder.embedder.normalization.running_mean"}, {})
+        >>> got[0][0], got[0][1]["fn"], lost
+        ('embedder.embedder.normalization.num_batches_tracked', 'zeros', [])
+        """
+        config = config or {}
+        arch = self.doc["architectures"][self.architecture]
+        parents: dict[str, set[tuple[str, ...]]] = {}
+        found: list[tuple[str, dict]] = []
+        lost: list[str] = []
+        for e in arch["tensors"]:
+            if e.get(framework) or e.get("tied_to") or e.get("saved") is False or not _applies(e, config):
+                continue
+            template = e["pt"]
+            for name in self._instances(template, present, parents):
+                if name in present:
+                    continue
+                if "computed" in e:
+                    found.append((name, e["computed"]))
+                else:
+                    lost.append(name)
+        return found, lost
+
+    @staticmethod
+    def _instances(template: str, present: set[str], cache: dict) -> list[str]:
+        parent = template.rsplit(".", 1)[0] if "." in template else ""
+        if "{" not in parent:
+            there = not parent or any(n.startswith(parent + ".") for n in present)
+            return [template] if there and "{" not in template else []
+        if parent not in cache:
+            rx = re.compile(_template_regex(parent) + r"\.")
+            vals = set()
+            for n in present:
+                m = rx.match(n)
+                if m:
+                    d = {int(k[1:]): v for k, v in m.groupdict().items()}
+                    vals.add(tuple(d.get(i, "0") for i in range(max(d) + 1)))
+            cache[parent] = vals
+        try:
+            return sorted({template.format(*v) for v in cache[parent]})
+        except IndexError:  # a placeholder only the leaf has: no way to know its instances
+            return []
