@@ -485,7 +485,11 @@ class ArchitectureMap:
             if e.get(framework) or e.get("tied_to") or e.get("saved") is False or not _applies(e, config):
                 continue
             template = e["pt"]
-            for name in self._instances(template, present, parents):
+            parent = template.rsplit(".", 1)[0] if "." in template else ""
+            # A module made only of such tensors (Marian's embed_positions) is known by its parent's presence.
+            carried = any(x["pt"].startswith(parent + ".") and x.get(framework) for x in arch["tensors"])
+            anchor = parent if carried or "." not in parent else parent.rsplit(".", 1)[0]
+            for name in self._instances(template, anchor, present, parents):
                 if name in present:
                     continue
                 if "computed" in e:
@@ -495,8 +499,7 @@ class ArchitectureMap:
         return found, lost
 
     @staticmethod
-    def _instances(template: str, present: set[str], cache: dict) -> list[str]:
-        parent = template.rsplit(".", 1)[0] if "." in template else ""
+    def _instances(template: str, parent: str, present: set[str], cache: dict) -> list[str]:
         if "{" not in parent:
             there = not parent or any(n.startswith(parent + ".") for n in present)
             return [template] if there and "{" not in template else []

@@ -153,7 +153,9 @@ def test_option_variants_load_like_from_pt(loaded: dict, case: str) -> None:
 def test_back_to_pytorch_loads_strictly_with_the_source_outputs(strict: dict, converted: dict, case: str,
                                                                  framework: str) -> None:
     r = strict[case][framework]
-    assert r["keys_equal_source"], (r["missing_vs_source"], r["extra_vs_source"])
+    # Every key of the source file; more only where transformers' save leaves out what the model has
+    # (Marian's `_keys_to_ignore_on_save` sinusoidal tables): the strict load below says they belong.
+    assert r["missing_vs_source"] == [], r["missing_vs_source"]
     assert r["strict"] == "ok", r["strict"]
     assert r["max_delta"] <= TOLERANCE, r["max_delta"]
     _, result = converted["back"][(case, framework)]
