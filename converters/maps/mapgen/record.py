@@ -119,6 +119,10 @@ def _record_flax(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict,
             "batch_stats": any(p.startswith("batch_stats/") for p in tree)}, found
 
 
+# Buffer names whose values come from training (not rebuildable from the config).
+TRAINED_BUFFERS = (".running_mean", ".running_var")
+
+
 def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: str | None,
                  work: Path, config=None) -> dict:
     """The map entry of one architecture (see docs/transformers.md for the format).
@@ -206,6 +210,8 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
     settings = config.to_dict()
     # Only what training never changes can be rebuilt from the config (a zero-initialised bias cannot).
     trainable = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    # BatchNorm statistics are buffers, but training sets them: never a formula of the config.
+    trainable |= {k for k in pt_arrays if k.endswith(TRAINED_BUFFERS)}
     tensors = []
     for pt_t, tf_t, fx_t in generalise(rows):
         example = pt_t.format(*(["0"] * 8)) if "{" in pt_t else pt_t
