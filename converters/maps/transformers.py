@@ -436,21 +436,30 @@ class ArchitectureMap:
         name = first_unplaced[0]
         more = f" (and {len(first_unplaced) - 1} more)" if len(first_unplaced) > 1 else ""
         raise LayoutError(name, f"not in the transformers {self.model_type} layout map for "
-                                f"{self.architecture} or any sibling architecture{more}; {self.options_hint()}")
+                                f"{self.architecture} or any sibling architecture{more}; {self.options_hint(name)}")
 
-    def options_hint(self) -> str:
+    def options_hint(self, name: str = "") -> str:
         """Which config settings the map was built from, for an unknown tensor's error.
 
         >>> find_map({"model_type": "electra"}).options_hint()
         'the map was recorded from the tiny config and from embedding_size=16, ...'
+        >>> find_map({"model_type": "deberta"}).options_hint("deberta.embeddings.embed_proj.weight")
+        "it comes with the config setting embedding_size=16, with which transformers' class fails to build: ..."
         """
+        p = self.base_model_prefix + "."
+        generic = re.sub(r"\.\d+\.", ".{n}.", name[len(p):] if self.base_model_prefix and name.startswith(p) else name)
+        for v in self.doc.get("variants", []):
+            if generic in v.get("pt_keys", []) and not v.get("split"):
+                setting = ", ".join(f"{k}={x}" for k, x in v["config"].items())
+                return (f"it comes with the config setting {setting}, with which transformers' class fails to build: "
+                        f"{v.get('error', '')} (so no file of that framework can hold it)")
         tried = [", ".join(f"{k}={v}" for k, v in v["config"].items())
                  + (" (transformers fails to build it)" if v.get("error") else "")
                  for v in self.doc.get("variants", []) if not v.get("split")]
         if not tried:
             return "the map was recorded from one config (no option of this model_type adds tensors it lacks)"
-        return ("the map was recorded from the tiny config and from " + "; ".join(tried) + ": the file comes from a "
-                "config setting none of these switches on (regenerate the maps with a VARIANTS row for it)")
+        return ("the map was recorded from the tiny config and from " + "; ".join(tried) + ": none of those recorded "
+                "creates it (regenerate the maps with a VARIANTS row in mapgen/build.py for the setting that does)")
 
     def note(self, name: str) -> str | None:
         """For ``--explain``: the config setting that creates an optional PyTorch tensor, else None.

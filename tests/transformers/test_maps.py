@@ -244,3 +244,9 @@ def test_missing_pytorch_tensors_are_rebuilt_or_listed() -> None:
     _, lost = e.missing_pt("flax", present, {"position_embedding_type": "relative_key"})
     assert lost == [f"encoder.layer.{i}.attention.self.distance_embedding.weight" for i in (0, 1)]
     assert e.missing_pt("flax", present, {"position_embedding_type": "absolute"}) == ([], [])
+
+
+def test_a_tensor_of_an_option_transformers_cannot_build_is_named_with_it() -> None:
+    m = maps.find_map({"model_type": "deberta", "architectures": ["DebertaModel"]})
+    with pytest.raises(LayoutError, match="embedding_size=16, with which transformers' class fails to build"):
+        m.from_canonical("tf", {"embeddings.embed_proj.weight": ((32, 16), F32)})

@@ -9,6 +9,7 @@ bit for bit.  So the map is what transformers does, not what we believe it does.
 from __future__ import annotations
 
 import gc
+import re
 import tempfile
 import traceback
 from pathlib import Path
@@ -364,6 +365,8 @@ def _record_variants(model_type: str, base: tuple, archs: dict) -> list[dict]:
                 arch = record_class(model_type, *base, Path(tmp), variant_config(model_type, pt_name, changes))
             except Exception as exc:
                 entry["error"] = _reason(exc)
+                # What PyTorch creates under it, so a conversion error can name the setting exactly.
+                entry["pt_keys"] = sorted({re.sub(r"\.\d+\.", ".{n}.", k) for _, keys in group for k in keys})
         if (arch is None or arch.get("errors")) and len(group) > 1:
             groups += [[u] for u in group]  # a framework refuses one option: record each alone
             entry["split"] = True
