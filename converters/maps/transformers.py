@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import LayoutError
 from ..ops import Op, parse
+from .optional import enabled_text, missing_tensors, template_regex
 
 MAPS_DIR = Path(__file__).resolve().parent / "data" / "transformers"
 FRAMEWORKS = ("tf", "flax")
@@ -33,7 +34,6 @@ Spec = tuple[tuple[int, ...], str]
 Target = tuple[str, Op] | list[tuple[str, Op]] | None
 # Pre-2020 PyTorch checkpoints name LayerNorm parameters like TF; transformers renames them on load.
 _LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
-_PLACEHOLDER = re.compile(r"\\\{(\d+)\\\}")
 
 
 @functools.cache
@@ -98,20 +98,6 @@ class _Rule:
         return self.pt, self.primary or self.native[framework]
 
 
-def _template_regex(template: str) -> str:
-    """A regex matching a template's instances, placeholder ``{i}`` captured as group ``gi``."""
-    seen: set[str] = set()
-
-    def group(m: re.Match) -> str:
-        i = m.group(1)
-        if i in seen:
-            return f"(?P=g{i})"
-        seen.add(i)
-        return f"(?P<g{i}>\\d+)"
-
-    return _PLACEHOLDER.sub(group, re.escape(template))
-
-
 class _Index:
     """Template lookup: exact names in a dict, names with ``{i}`` placeholders as regexes."""
 
@@ -123,7 +109,7 @@ class _Index:
         if "{" not in template:
             self.exact.setdefault(template, rule)
             return
-        self.patterns.append((re.compile(_template_regex(template) + r"\Z"), rule))
+        self.patterns.append((re.compile(template_regex(template) + r"\Z"), rule))
 
     def find(self, name: str) -> tuple[_Rule, list[str]] | None:
         if name in self.exact:
@@ -147,31 +133,6 @@ def _rule(pt: str, e: dict, tied_to: str | None, primary: str | None = None,
     return _Rule(pt, {f: e.get(f) for f in FRAMEWORKS}, {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS},
                  tied_to, tuple(e["tf_groups"]) if e.get("tf_groups") else None, bool(e.get("tf_bare")),
                  copies or {}, primary, e)
-
-
-def enabled_text(entry: dict) -> str | None:
-    """The config settings that create an optional tensor, in words, or None for an always-present one.
-
-    >>> enabled_text({"enabled_by": [{"embedding_size": 16}, {"a": True, "b": 2}]})
-    'embedding_size=16 (or a=True, b=2)'
-    """
-    conds = entry.get("enabled_by") or []
-    if isinstance(conds, dict):
-        conds = [conds]
-    texts = [", ".join(f"{k}={v}" for k, v in c.items()) for c in conds]
-    if not texts:
-        return None
-    return texts[0] + (f" (or {'; '.join(texts[1:])})" if texts[1:] else "")
-
-
-def _applies(entry: dict, config: dict) -> bool:
-    """Whether ``config`` switches on an optional tensor (always true for one with no ``enabled_by``)."""
-    conds = entry.get("enabled_by") or []
-    if isinstance(conds, dict):
-        conds = [conds]
-    # An option recorded as a size (embedding_size=16) is on whenever the config sets that field at all.
-    return not conds or any(all(k in config and (config[k] == v or not isinstance(v, (bool, str))) for k, v in c.items())
-                            for c in conds)
 
 
 def _fill(template: str, values: list[str]) -> str:
@@ -476,52 +437,11 @@ class ArchitectureMap:
     def missing_pt(self, framework: str, present: set[str], config: dict | None) -> tuple[list[tuple[str, dict]], list[str]]:
         """The PyTorch tensors a ``framework`` file cannot hold: ([(name, computed spec)], [unrecoverable names]).
 
-        ``present``: the canonical names read from the file.  A tensor counts when its module is
-        there (a sibling tensor is in ``present``), PyTorch saves it, the config switches it on, and
-        the file lacks it.  With a ``computed`` spec it is rebuilt from the config; else unrecoverable.
+        See ``maps.optional.missing_tensors``.
 
         >>> m = find_map({"model_type": "resnet", "architectures": ["ResNetModel"]})
         >>> got, lost = m.missing_pt("flax", {"embedder.embedder.normalization.running_mean"}, {})
         >>> got[0][0], got[0][1]["fn"], lost
         ('embedder.embedder.normalization.num_batches_tracked', 'zeros', [])
         """
-        config = config or {}
-        arch = self.doc["architectures"][self.architecture]
-        parents: dict[str, set[tuple[str, ...]]] = {}
-        found: list[tuple[str, dict]] = []
-        lost: list[str] = []
-        for e in arch["tensors"]:
-            if e.get(framework) or e.get("tied_to") or e.get("saved") is False or not _applies(e, config):
-                continue
-            template = e["pt"]
-            parent = template.rsplit(".", 1)[0] if "." in template else ""
-            # A module made only of such tensors (Marian's embed_positions) is known by its parent's presence.
-            carried = any(x["pt"].startswith(parent + ".") and x.get(framework) for x in arch["tensors"])
-            anchor = parent if carried or "." not in parent else parent.rsplit(".", 1)[0]
-            for name in self._instances(template, anchor, present, parents):
-                if name in present:
-                    continue
-                if "computed" in e:
-                    found.append((name, e["computed"]))
-                else:
-                    lost.append(name)
-        return found, lost
-
-    @staticmethod
-    def _instances(template: str, parent: str, present: set[str], cache: dict) -> list[str]:
-        if "{" not in parent:
-            there = not parent or any(n.startswith(parent + ".") for n in present)
-            return [template] if there and "{" not in template else []
-        if parent not in cache:
-            rx = re.compile(_template_regex(parent) + r"\.")
-            vals = set()
-            for n in present:
-                m = rx.match(n)
-                if m:
-                    d = {int(k[1:]): v for k, v in m.groupdict().items()}
-                    vals.add(tuple(d.get(i, "0") for i in range(max(d) + 1)))
-            cache[parent] = vals
-        try:
-            return sorted({template.format(*v) for v in cache[parent]})
-        except IndexError:  # a placeholder only the leaf has: no way to know its instances
-            return []
+        return missing_tensors(self.doc["architectures"][self.architecture]["tensors"], framework, present, config or {})
