@@ -126,6 +126,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if result.keras:
             print(f"keras archive: {result.keras['class_name']} (module {result.keras['module']}), saved by Keras "
                   f"{result.keras['keras_version']}", file=sys.stderr)
+        if result.unrecovered:
+            print(f"not recoverable from {source.framework} ({len(result.unrecovered)}, left out of model.safetensors): "
+                  + ", ".join(result.unrecovered), file=sys.stderr)
         print(f"wrote {args.out} in {result.seconds:.2f}s")
         if args.verify:
             for fw, check in guided_checks.items():
@@ -176,7 +179,7 @@ def explain(plan: Plan) -> dict:
     canonical = {name: m for m in plan.canonical for name, _, _ in m.targets}
     out = {"route": [plan.source.framework, CANONICAL, ", ".join(plan.targets)], "source": [str(f) for f in plan.source.files],
            "kinds": {m: {"kind": d.kind, "decided_by": d.how, "why": d.why, **dict(d.params)} for m, d in plan.decisions.items()},
-           "targets": {}, "pairings": plan.pairings}
+           "targets": {}, "pairings": plan.pairings, "unrecovered": plan.unrecovered}
     nnx_paths = {name: "/".join(map(str, path)) for name, path in plan.nnx.paths.items()} if plan.nnx is not None else {}
     out["writes"] = {fw: _writes(plan, fw) for fw in plan.targets}
     for fw, moves in plan.targets.items():
@@ -186,14 +189,21 @@ def explain(plan: Plan) -> dict:
             srcs = list(dict.fromkeys(s for c in move.sources for s in (canonical[c].sources if c in canonical else (c,))))
             first = canonical.get(move.sources[0]) if move.sources else None
             steps = [x for x in ((first.op if first else ""), move.op) if x and x != "identity"]
+            # An optional tensor's config setting, or a tensor rebuilt from the config (no source tensor).
+            notes = [w for w in (move.why, first.why if first else "") if "present when" in w or w.startswith("rebuilt")]
+            if first is not None and not first.sources:
+                srcs = ["config.json"]
             for name, shape, dt in move.targets:
                 side = name.startswith(EXTRA + "/")
                 if fw == "flax" and plan.nnx is not None:
                     if side:
                         continue  # an NNX state has no room for side data: not written
                     name = nnx_paths.get(name, name)
-                rows.append({"from": srcs, "to": name + (":0" if keras2 and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
-                             "transform": " ; ".join(steps) or "identity", "kind": move.kind, "decided_by": move.how})
+                row = {"from": srcs, "to": name + (":0" if keras2 and not side else "") + (" (side data)" if side else ""), "shape": list(shape), "dtype": dt.name,
+                       "transform": " ; ".join(steps) or "identity", "kind": move.kind, "decided_by": move.how}
+                if notes:
+                    row["note"] = notes[0].split("; ")[-1]
+                rows.append(row)
         out["targets"][fw] = rows
     return out
 
@@ -222,5 +232,8 @@ def render(rows: dict) -> str:
             lines += [f"    {p['source']} → {p['target']} [{p['class']}, {p['kind']}]: {p['evidence']}" for p in pairs]
         width = max((len(", ".join(r["from"])) for r in items), default=0)
         for r in items:
-            lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}")
+            note = f"  ({r['note']})" if r.get("note") else ""
+            lines.append(f"  {', '.join(r['from']):<{width}} → {r['to']}  [{r['transform']}] {r['kind']}/{r['decided_by']}{note}")
+    if rows.get("unrecovered"):
+        lines.append(f"\nnot recoverable from this file ({len(rows['unrecovered'])}): " + ", ".join(rows["unrecovered"]))
     return "\n".join(lines)

@@ -51,6 +51,8 @@ class ConvertResult:
     dropped: list[str] = field(default_factory=list)  # source tensors --drop left out
     warnings: list[str] = field(default_factory=list)
     keras: dict | None = None  # a .keras archive source: what its config.json and metadata.json say
+    # PyTorch tensors the TF/Flax source cannot give and nothing rebuilds: left out of model.safetensors.
+    unrecovered: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {
@@ -60,6 +62,7 @@ class ConvertResult:
             "heuristics": self.heuristics, "seconds": round(self.seconds, 3),
             "checkpoint": self.checkpoint, "dropped": self.dropped, "warnings": self.warnings,
             **({"keras": self.keras} if self.keras else {}),
+            "unrecovered": self.unrecovered,
         }
 
 
@@ -121,7 +124,8 @@ def convert(
     result = ConvertResult(str(src if not isinstance(src, Source) else source.files[0]), source.framework, str(out), plan=plan,
                            heuristics={m: f"{d.kind} ({d.why})" for m, d in plan.heuristics().items()},
                            checkpoint=source.found.to_json() if source.found else None, dropped=dropped, warnings=warnings,
-                           keras=model_formats.keras_report(source.keras))
+                           keras=model_formats.keras_report(source.keras),
+                           unrecovered=list(plan.unrecovered) if "pt" in to else [])
     producer = Producer(source, plan.canonical)
     variants = [_variant(fw, plan, out, shard_size, extras, digests) for fw in to]
     with atomic_outputs() as files:

@@ -59,6 +59,9 @@ class Plan:
     tf_layout: list[tuple[str, list[str]]] | None = None
     keras3: object = None  # a Keras 3 model was given for tf: its model.weights.h5 layout (guided.keras3.H5Layout)
     nnx: object = None  # an NNX module was given for flax: the state its Orbax checkpoint fills (guided.nnx.NNXLayout)
+    # PyTorch tensors the source framework's file cannot hold and nothing rebuilds (a transformers map
+    # knows them): a PyTorch file written from this source lacks them.
+    unrecovered: list[str] = field(default_factory=list)
 
     @property
     def canonical_specs(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -350,6 +353,29 @@ def _native_kinds(layout: Layout) -> list[str]:
 
 
 # transformers architectures: every tensor's name and op come from the generated map ------------
+def _noted(move: Move, note: str | None) -> Move:
+    # An optional tensor's config setting (``present when embedding_size=16``), for --explain.
+    return replace(move, why=f"{move.why}; {note}") if note else move
+
+
+def _computed(arch: "tx_maps.ArchitectureMap", source: Source, made: set[str]) -> tuple[list[Move], list[str]]:
+    """Moves rebuilding the PyTorch tensors the file lacks from the config (the map's ``computed`` specs),
+    and the names nothing rebuilds."""
+    from .maps import computed
+
+    found, lost = arch.missing_pt(source.framework, made, source.config)
+    out = []
+    for name, spec in found:
+        try:
+            arr = computed.evaluate(spec, source.config or {})
+        except (KeyError, TypeError, ValueError):
+            lost.append(name)  # the config lacks a field the formula needs
+            continue
+        out.append(Move((), ((name, arr.shape, arr.dtype),), lambda _xs, a=arr: [a], computed.describe(spec), "map",
+                        "map", f"rebuilt from config.json ({arch.model_type} layout map)"))
+    return out, sorted(lost)
+
+
 def _build_from_map(source: Source, options: Options, arch: "tx_maps.ArchitectureMap") -> Plan:
     how, why = "map", f"transformers {arch.model_type} layout map"
 
@@ -369,16 +395,21 @@ def _build_from_map(source: Source, options: Options, arch: "tx_maps.Architectur
         made = {name for m in canonical for name, _, _ in m.targets}
         canonical += [single(f"{EXTRA}/{n}", s, d, n, ops.IDENTITY, kind="map", how=how, why="restored from side data")
                       for n, (s, d) in source.extras.items() if n not in made]
+        made |= set(source.extras)
+        rebuilt, unrecovered = _computed(arch, source, made)
+        canonical += rebuilt
     if options.cast is not None:
         canonical = [_cast(m, options.cast) for m in canonical]
     cspecs = {name: (shape, dt) for m in canonical for name, shape, dt in m.targets}
     plan = Plan(source, canonical, {}, tf_model_name=arch.tf_model_name or tf.model_name(source.config))
+    if source.framework != "pt":
+        plan.unrecovered = unrecovered
     for fw in options.targets:
         if fw == "pt":
             plan.targets[fw] = [(single(n, s, d, n, ops.IDENTITY, kind="map", how=how, why=why), PARAMS) for n, (s, d) in cspecs.items()]
             continue
         target_map, pairs = arch.for_canonical(fw, {n: (s, d.name) for n, (s, d) in cspecs.items()})
-        plan.targets[fw] = [(m, PARAMS) for m in moves(pairs, cspecs)]
+        plan.targets[fw] = [(_noted(m, target_map.note(m.sources[0])), PARAMS) for m in moves(pairs, cspecs)]
         if fw == "tf":  # PyTorch-only tensors (position_ids…) ride in the h5 group Keras never reads
             plan.targets[fw] += [(single(n, *cspecs[n], f"{EXTRA}/{n}", ops.IDENTITY, kind="map", how=how, why="PyTorch only: side data"), PARAMS)
                                  for n, target in pairs.items() if target is None]

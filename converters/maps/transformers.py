@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import LayoutError
 from ..ops import Op, parse
+from .optional import enabled_text, missing_tensors, template_regex
 
 MAPS_DIR = Path(__file__).resolve().parent / "data" / "transformers"
 FRAMEWORKS = ("tf", "flax")
@@ -33,7 +34,6 @@ Spec = tuple[tuple[int, ...], str]
 Target = tuple[str, Op] | list[tuple[str, Op]] | None
 # Pre-2020 PyTorch checkpoints name LayerNorm parameters like TF; transformers renames them on load.
 _LEGACY_SUFFIXES = ((".gamma", ".weight"), (".beta", ".bias"))
-_PLACEHOLDER = re.compile(r"\\\{(\d+)\\\}")
 
 
 @functools.cache
@@ -90,6 +90,8 @@ class _Rule:
     copies: dict[str, tuple["_Rule", ...]] = field(default_factory=dict)
     # For one of those copies: the primary's native template (the copy is dropped when read back).
     primary: str | None = None
+    # The map entry itself: ``computed``, ``saved``, ``enabled_by``, ``{fw}_unsupported`` (see maps.computed).
+    entry: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def group(self, framework: str) -> tuple[str, str | None]:
         """(PT template, primary native template): the same for a tensor's primary and its copies."""
@@ -107,16 +109,7 @@ class _Index:
         if "{" not in template:
             self.exact.setdefault(template, rule)
             return
-        seen: set[str] = set()
-
-        def group(m: re.Match) -> str:
-            i = m.group(1)
-            if i in seen:
-                return f"(?P=g{i})"
-            seen.add(i)
-            return f"(?P<g{i}>\\d+)"
-
-        self.patterns.append((re.compile(_PLACEHOLDER.sub(group, re.escape(template)) + r"\Z"), rule))
+        self.patterns.append((re.compile(template_regex(template) + r"\Z"), rule))
 
     def find(self, name: str) -> tuple[_Rule, list[str]] | None:
         if name in self.exact:
@@ -139,7 +132,7 @@ def _rule(pt: str, e: dict, tied_to: str | None, primary: str | None = None,
     """
     return _Rule(pt, {f: e.get(f) for f in FRAMEWORKS}, {f: e.get(f + "_op") or "identity" for f in FRAMEWORKS},
                  tied_to, tuple(e["tf_groups"]) if e.get("tf_groups") else None, bool(e.get("tf_bare")),
-                 copies or {}, primary)
+                 copies or {}, primary, e)
 
 
 def _fill(template: str, values: list[str]) -> str:
@@ -279,6 +272,10 @@ class ArchitectureMap:
                 found = self._find_pt(_fill(rule.tied_to, values))
                 rule, values = found if found else (rule, values)
             if rule.native[framework] is None:
+                why = rule.entry.get(f"{framework}_unsupported")
+                if why:  # the framework cannot hold it: a file without it would compute something else
+                    raise LayoutError(name, f"comes with the config setting {enabled_text(rule.entry)}, which "
+                                            f"{framework} cannot carry: {why}")
                 out[name] = None
                 continue
             placed = [self._place(framework, r, values, name, shape, targets)
@@ -400,4 +397,51 @@ class ArchitectureMap:
         name = first_unplaced[0]
         more = f" (and {len(first_unplaced) - 1} more)" if len(first_unplaced) > 1 else ""
         raise LayoutError(name, f"not in the transformers {self.model_type} layout map for "
-                                f"{self.architecture} or any sibling architecture{more}")
+                                f"{self.architecture} or any sibling architecture{more}; {self.options_hint(name)}")
+
+    def options_hint(self, name: str = "") -> str:
+        """Which config settings the map was built from, for an unknown tensor's error.
+
+        >>> find_map({"model_type": "electra"}).options_hint()
+        'the map was recorded from the tiny config and from embedding_size=16, ...'
+        >>> find_map({"model_type": "deberta"}).options_hint("deberta.embeddings.embed_proj.weight")
+        "it comes with the config setting embedding_size=16, with which transformers' class fails to build: ..."
+        """
+        p = self.base_model_prefix + "."
+        generic = re.sub(r"\.\d+\.", ".{n}.", name[len(p):] if self.base_model_prefix and name.startswith(p) else name)
+        for v in self.doc.get("variants", []):
+            if generic in v.get("pt_keys", []) and not v.get("split"):
+                setting = ", ".join(f"{k}={x}" for k, x in v["config"].items())
+                return (f"it comes with the config setting {setting}, with which transformers' class fails to build: "
+                        f"{v.get('error', '')} (so no file of that framework can hold it)")
+        tried = [", ".join(f"{k}={v}" for k, v in v["config"].items())
+                 + (" (transformers fails to build it)" if v.get("error") else "")
+                 for v in self.doc.get("variants", []) if not v.get("split")]
+        if not tried:
+            return "the map was recorded from one config (no option of this model_type adds tensors it lacks)"
+        return ("the map was recorded from the tiny config and from " + "; ".join(tried) + ": none of those recorded "
+                "creates it (regenerate the maps with a VARIANTS row in mapgen/build.py for the setting that does)")
+
+    def note(self, name: str) -> str | None:
+        """For ``--explain``: the config setting that creates an optional PyTorch tensor, else None.
+
+        >>> find_map({"model_type": "electra"}).note("embeddings_project.weight")
+        'present when embedding_size=16'
+        """
+        found = self._find_pt(name)
+        text = enabled_text(found[0].entry) if found else None
+        return f"present when {text}" if text else None
+
+    # -- tensors the framework file lacks ------------------------------------------------------
+
+    def missing_pt(self, framework: str, present: set[str], config: dict | None) -> tuple[list[tuple[str, dict]], list[str]]:
+        """The PyTorch tensors a ``framework`` file cannot hold: ([(name, computed spec)], [unrecoverable names]).
+
+        See ``maps.optional.missing_tensors``.
+
+        >>> m = find_map({"model_type": "resnet", "architectures": ["ResNetModel"]})
+        >>> got, lost = m.missing_pt("flax", {"embedder.embedder.normalization.running_mean"}, {})
+        >>> got[0][0], got[0][1]["fn"], lost
+        ('embedder.embedder.normalization.num_batches_tracked', 'zeros', [])
+        """
+        return missing_tensors(self.doc["architectures"][self.architecture]["tensors"], framework, present, config or {})

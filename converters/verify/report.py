@@ -148,6 +148,8 @@ class Verification:
     versions: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
     files: list[str] = field(default_factory=list)
+    # PyTorch tensors the reference (a TF or Flax file) cannot give and no formula rebuilds, by name.
+    unrecovered: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -219,7 +221,7 @@ class Verification:
         return {"schema": SCHEMA, "passed": self.passed, "complete": self.complete, "verdict": self.verdict(),
                 "weights_only": self.weights_only(), "path": self.path, "repo": self.repo, "reference": self.reference,
                 "frameworks": self.frameworks, "culprits": self.culprits(), "inputs": self.inputs,
-                "weights": weights, "functional": functional,
+                "weights": weights, "functional": functional, "unrecovered": self.unrecovered,
                 "versions": {"verifier": host, **{fw: v for fw, v in self.versions.items() if v}},
                 "seconds": self.seconds, "report_files": self.files}
 
@@ -239,6 +241,9 @@ class Verification:
             for o in f.outputs:
                 got = f"max |Δ| {o.max_abs:.2e}, mean {o.mean_abs:.2e}" if o.max_abs is not None else o.detail
                 lines.append(f"       {o.name}: {got} (tolerance {o.tolerance:.1e}) {'pass' if o.passed else 'FAIL'}")
+        if self.unrecovered:
+            lines.append(f"  not recoverable from the reference ({len(self.unrecovered)}, left out of model.safetensors): "
+                         + ", ".join(self.unrecovered[:10]) + (" …" if len(self.unrecovered) > 10 else ""))
         bad = self.culprits()
         if bad:
             lines.append("culprits:")

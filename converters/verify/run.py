@@ -105,6 +105,10 @@ def verify_dir(path: str | Path, reference: str | Path | Source | None = None, f
             result.weights[fw] = WeightsCheck("pt", [f.name for f in variant.files], reference=True)
             continue
         result.weights[fw] = verify_weights(variant, ref_source, dtype, kinds=kinds, layout_map=layout_map)
+    if ref_source.framework != "pt" and "pt" in fws:
+        from ..pipeline import plan_for
+
+        result.unrecovered = plan_for(ref_source, ["pt"], kinds=kinds, layout_map=layout_map).unrecovered
     tolerances = {fw: tolerance_for(_variant_dtype(result.weights.get(fw), ref_source), atol) for fw in fws}
     result.tolerances = {fw: {"atol": t[0], "rtol": t[1], "dtype": t[2]} for fw, t in tolerances.items()}
     # a Keras 3 / NNX variant: its check above is its own loader's; outputs would need a runner of the user's own

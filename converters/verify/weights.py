@@ -37,6 +37,8 @@ class Canonical:
         self.specs = self.plan.canonical_specs
         # The canonical name's native origin names the culprit in the variant's own terms.
         self.native = {n: ", ".join(m.sources) for m in self.plan.canonical for n, _, _ in m.targets}
+        # Tensors rebuilt from config.json (a transformers map's ``computed`` specs): no file holds them.
+        self.computed = {n for m in self.plan.canonical if not m.sources for n, _, _ in m.targets}
         self._producer = Producer(source, self.plan.canonical)
 
     def load(self, name: str) -> np.ndarray:
@@ -108,7 +110,10 @@ def verify_weights(variant: Source, reference: Source, dtype: str | None = None,
                                              detail=f"{int((a != b).sum())} of {a.size} values differ, worst at {tuple(int(i) for i in worst)}"))
             continue
         check.tensors.append(TensorCheck(name, status, 0.0, native=where, detail=detail))
-    for name in var.specs.keys() - ref.specs.keys():
+    for name in sorted(var.specs.keys() - ref.specs.keys()):
+        if name in var.computed:  # e.g. Marian's sinusoidal table, which transformers' own PyTorch save leaves out
+            check.tensors.append(TensorCheck(name, "not_carried", detail=f"not in the reference; rebuilt from config.json when {fw} is read"))
+            continue
         check.tensors.append(TensorCheck(name, "unexpected", native=var.native.get(name, ""), detail="not in the reference"))
     if len(casts) > 1:
         check.error = f"floating tensors were cast to several dtypes: {sorted(casts)}"

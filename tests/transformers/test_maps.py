@@ -183,3 +183,70 @@ def test_albert_mlm_decoder_bias_is_a_copy_of_the_bias() -> None:
     out = m.from_canonical("tf", {"predictions.bias": ((99,), F32), "predictions.decoder.bias": ((99,), F32)})
     assert out["predictions.decoder.bias"] is None  # tied in PyTorch: written once, from predictions.bias
     assert [n.split("/", 1)[1] for n, _ in out["predictions.bias"]] == ["predictions/bias", "predictions/decoder/bias"]
+
+
+# -- config variants and computed tensors (generator helpers and the runtime side) -----------
+
+def test_variant_tensors_are_carried_to_head_classes_under_their_prefix() -> None:
+    from tensorferry.converters.maps.mapgen.record import _merge_variant, _transplant
+
+    base = {"tf": {"only": []}, "flax": {"only": []},
+            "tensors": [{"pt": "embeddings.w.weight", "tf": "m/embeddings/w/weight", "flax": "embeddings/w/embedding"}]}
+    head = {"tf": {"only": []}, "flax": {"only": []},
+            "tensors": [{"pt": "m.embeddings.w.weight", "tf": "m/embeddings/w/weight", "flax": "m/embeddings/w/embedding"}]}
+    variant = {"tf": {"class": "TFX", "only": []}, "flax": {"class": "FlaxX", "only": []},
+               "tensors": base["tensors"] + [{"pt": "proj.weight", "tf": "m/proj/kernel", "flax": "proj/kernel"},
+                                             {"pt": "rel.weight", "tf": None, "flax": None}]}
+    added = _merge_variant(base, variant, [({"embedding_size": 16}, {"proj.weight"})],
+                           [({"embedding_size": 16}, {"proj.weight"}), ({"kind": "rel"}, {"rel.weight"})])
+    assert [e["pt"] for e in added] == ["proj.weight", "rel.weight"]
+    assert added[0]["enabled_by"] == [{"embedding_size": 16}] and added[1]["enabled_by"] == [{"kind": "rel"}]
+    assert "ignores it" in added[1]["tf_unsupported"]  # the TF class builds but has no such weight
+    _transplant(base, head, added, "m")
+    proj = next(e for e in head["tensors"] if e["pt"] == "m.proj.weight")
+    assert proj["tf"] == "m/proj/kernel" and proj["flax"] == "m/proj/kernel"
+
+
+def test_explain_shows_the_config_setting_of_an_optional_tensor(tmp_path) -> None:
+    from safetensors.numpy import save_file
+
+    from tensorferry.converters.cli import explain
+    from tensorferry.converters.pipeline import plan_for
+    from tensorferry.converters.checkpoint import open_source
+
+    m = maps.find_map({"model_type": "electra", "architectures": ["ElectraModel"]})
+    shapes = {"embeddings.word_embeddings.weight": (30, 16), "embeddings_project.weight": (32, 16),
+              "embeddings_project.bias": (32,)}
+    save_file({k: np.zeros(s, np.float32) for k, s in shapes.items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "electra", "architectures": ["ElectraModel"],
+                                                      "embedding_size": 16, "hidden_size": 32}))
+    rows = explain(plan_for(open_source(tmp_path), ["tf"]))["targets"]["tf"]
+    notes = {r["from"][0]: r.get("note") for r in rows}
+    assert notes["embeddings_project.weight"] == "present when embedding_size=16"
+    assert notes["embeddings.word_embeddings.weight"] is None
+    assert m.note("embeddings_project.bias") == "present when embedding_size=16"
+
+
+def test_missing_pytorch_tensors_are_rebuilt_or_listed() -> None:
+    from tensorferry.converters.maps.computed import evaluate
+
+    m = maps.find_map({"model_type": "marian", "architectures": ["MarianMTModel"]})
+    present = {"model.encoder.layers.0.fc1.weight", "model.decoder.layers.0.fc1.weight", "model.shared.weight"}
+    config = {"max_position_embeddings": 8, "d_model": 6}
+    found, lost = m.missing_pt("flax", present, config)
+    names = dict(found)
+    assert set(names) == {"model.encoder.embed_positions.weight", "model.decoder.embed_positions.weight"} and lost == []
+    table = evaluate(names["model.encoder.embed_positions.weight"], config)
+    assert table.shape == (8, 6) and table.dtype == np.float32
+    assert table[0].tolist() == [0, 0, 0, 1, 1, 1]  # sin(0) in the first half, cos(0) in the second
+    e = maps.find_map({"model_type": "electra", "architectures": ["ElectraModel"]})
+    present = {"encoder.layer.0.attention.self.query.weight", "encoder.layer.1.attention.self.query.weight"}
+    _, lost = e.missing_pt("flax", present, {"position_embedding_type": "relative_key"})
+    assert lost == [f"encoder.layer.{i}.attention.self.distance_embedding.weight" for i in (0, 1)]
+    assert e.missing_pt("flax", present, {"position_embedding_type": "absolute"}) == ([], [])
+
+
+def test_a_tensor_of_an_option_transformers_cannot_build_is_named_with_it() -> None:
+    m = maps.find_map({"model_type": "deberta", "architectures": ["DebertaModel"]})
+    with pytest.raises(LayoutError, match="embedding_size=16, with which transformers' class fails to build"):
+        m.from_canonical("tf", {"embeddings.embed_proj.weight": ((32, 16), F32)})

@@ -4,6 +4,7 @@
     python tx_helper.py check SPEC.json   # load tensorferry's files into TF/Flax classes and compare
     python tx_helper.py minilm SPEC.json  # the real all-MiniLM-L6-v2 checkpoint, on real text
     python tx_helper.py hub_minilm SPEC.json  # MiniLM's variants downloaded from a Hub repo, loaded in each framework
+    python tx_helper.py strict SPEC.json  # PyTorch files written from TF/Flax: strict load, outputs vs the source
 
 Each prints one JSON line (the last line of stdout) with its findings; the tests assert on them.
 """
@@ -39,7 +40,8 @@ def _perturb(model) -> None:
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, t in model.state_dict(keep_vars=True).items():
-            if not t.is_floating_point():
+            # Frozen tables (Marian's sinusoidal positions) are the formula's, as in every real checkpoint.
+            if not t.is_floating_point() or (isinstance(t, torch.nn.Parameter) and not t.requires_grad):
                 continue
             if name.endswith("running_var"):
                 t.copy_(torch.rand(t.shape, generator=g) + 0.5)
@@ -51,12 +53,13 @@ def make(spec: dict) -> dict:
     import torch
     import transformers
 
-    from tensorferry.converters.maps.mapgen.build import FROM_BIN, tiny_config
+    from tensorferry.converters.maps.mapgen.build import FROM_BIN, variant_config
 
     out = {}
     for case in spec["cases"]:
         root = Path(spec["root"]) / case["id"]
-        config = tiny_config(case["model_type"], case["pt"])
+        # A case may switch on config options (ELECTRA-small's narrow embeddings, DeBERTa's token types).
+        config = variant_config(case["model_type"], case["pt"], case.get("changes") or {})
         torch.manual_seed(0)
         model = getattr(transformers, case["pt"])(config).eval()
         _perturb(model)
@@ -153,6 +156,55 @@ def check(spec: dict) -> dict:
     return results
 
 
+def strict(spec: dict) -> dict:
+    """Each PyTorch file tensorferry wrote from a TF/Flax file: ``load_state_dict(strict=True)`` and Δ output.
+
+    transformers' own ``model.safetensors`` leaves out tied aliases (``lm_head.weight`` = the embeddings);
+    those are tied again by the model, so a file holding exactly the source file's keys is loaded
+    strictly once its tied aliases are added back from their partners, as ``from_pretrained`` does.
+    """
+    import torch
+    import transformers
+    from safetensors.torch import load_file
+
+    results = {}
+    for case in spec["cases"]:
+        root = Path(spec["root"]) / case["id"]
+        inputs = dict(np.load(root / "inputs.npz"))
+        pt_out = _pt_output(case, root, inputs)
+        source_keys = set(load_file(str(root / "pt" / "model.safetensors")))
+        res = {}
+        for label, folder in spec["converted"][case["id"]].items():
+            cls = getattr(transformers, case["pt"])
+            config = cls.config_class.from_pretrained(folder)
+            torch.manual_seed(0)
+            model = cls(config).eval()
+            sd = load_file(str(Path(folder) / "model.safetensors"))
+            # tied aliases: keys sharing storage with a key of the file
+            by_ptr: dict = {}
+            for k, v in model.state_dict().items():
+                by_ptr.setdefault(v.data_ptr(), []).append(k)
+            full = dict(sd)
+            for keys in by_ptr.values():
+                have = [k for k in keys if k in sd]
+                for k in keys:
+                    if k not in full and have:
+                        full[k] = sd[have[0]]
+            entry = {"keys_equal_source": set(sd) == source_keys, "missing_vs_source": sorted(source_keys - set(sd)),
+                     "extra_vs_source": sorted(set(sd) - source_keys)}
+            try:
+                model.load_state_dict(full, strict=True)
+                entry["strict"] = "ok"
+            except RuntimeError as exc:
+                entry["strict"] = str(exc)[:600]
+            with torch.no_grad():
+                out = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})[0].numpy()
+            entry["max_delta"] = float(np.max(np.abs(out - pt_out)))
+            res[label] = entry
+        results[case["id"]] = res
+    return results
+
+
 def minilm(spec: dict) -> dict:
     """all-MiniLM-L6-v2: PT vs tensorferry's TF/Flax files on real tokenized text (no from_pt)."""
     import torch
@@ -223,5 +275,5 @@ def model_dir() -> dict:
 if __name__ == "__main__":
     command = sys.argv[1]
     spec = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else {}
-    result = {"make": make, "check": check, "minilm": minilm, "hub_minilm": hub_minilm}.get(command, lambda s: model_dir())(spec)
+    result = {"make": make, "check": check, "minilm": minilm, "hub_minilm": hub_minilm, "strict": strict}.get(command, lambda s: model_dir())(spec)
     print(json.dumps(result))

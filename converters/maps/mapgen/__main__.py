@@ -59,8 +59,8 @@ def _record(model_type: str, result: Path) -> int:
     from .record import record_family
 
     fam = families()[model_type]
-    archs, failures = record_family(model_type, fam.classes)
-    result.write_text(json.dumps({"architectures": archs, "failures": failures}))
+    archs, failures, variants = record_family(model_type, fam.classes)
+    result.write_text(json.dumps({"architectures": archs, "failures": failures, "variants": variants}))
     return 0
 
 

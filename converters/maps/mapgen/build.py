@@ -198,3 +198,77 @@ FAILURE_REASONS: list[tuple[str, str]] = [
 def explain(failure: str) -> str:
     """A failure message in words for the README, e.g. ``explain("… 'a_max'")``."""
     return next((why for key, why in FAILURE_REASONS if key in failure), failure)
+
+
+# Config variants --------------------------------------------------------------------------------
+# Each architecture is recorded from its tiny config and then from variants that switch on the
+# modules that config leaves out, so the merged map knows every optional tensor (and the field
+# that creates it).  VARIANTS are the hand-read `if config.…` branches of the modeling code;
+# `option_flips` adds a generic enumeration (booleans flipped, zero sizes made 2, ALTERNATIVES).
+VARIANTS: dict[str, list[dict[str, object]]] = {
+    # ELECTRA-small: the embeddings are narrower than the encoder (`embeddings_project`).
+    "electra": [{"embedding_size": 16}],
+    # DeBERTa base configs have no token types; checkpoints fine-tuned with them do.
+    "deberta": [{"type_vocab_size": 2}, {"embedding_size": 16},
+                {"relative_attention": True, "pos_att_type": ["c2p", "p2c"], "max_relative_positions": 8}],
+    "deberta-v2": [{"type_vocab_size": 2}, {"embedding_size": 16},
+                   {"relative_attention": True, "pos_att_type": ["c2p", "p2c"], "position_buckets": 8,
+                    "norm_rel_ebd": "layer_norm", "conv_kernel_size": 3, "share_att_key": False}],
+    "roformer": [{"embedding_size": 16}],
+    "convbert": [{"embedding_size": 16}],
+    "mobilebert": [{"trigram_input": False, "embedding_size": 32}],
+    "rembert": [{"input_embedding_size": 16, "output_embedding_size": 24}],
+    "xlm": [{"sinusoidal_embeddings": True}, {"n_langs": 2, "use_lang_emb": True}],
+    "flaubert": [{"sinusoidal_embeddings": True}, {"n_langs": 2, "use_lang_emb": True}],
+    "bert": [{"is_decoder": True, "add_cross_attention": True}],
+    "roberta": [{"is_decoder": True, "add_cross_attention": True}],
+    "gpt2": [{"add_cross_attention": True}],
+    "bart": [{"scale_embedding": True, "add_final_layer_norm": True}],
+    "mbart": [{"add_final_layer_norm": False}],
+}
+
+# Categorical fields and the values that create other modules (tried when the config has the field).
+ALTERNATIVES: dict[str, list[object]] = {
+    "position_embedding_type": ["relative_key", "relative_key_query"],
+}
+
+# Booleans whose flip changes only run-time behaviour or needs other settings (never new tensors alone).
+_NO_FLIP = {"return_dict", "output_hidden_states", "output_attentions", "torchscript", "use_cache",
+            "tie_word_embeddings", "tie_encoder_decoder", "is_encoder_decoder", "chunk_size_feed_forward",
+            "add_cross_attention", "is_decoder", "pruned_heads", "tf_legacy_loss", "use_bfloat16",
+            "return_dict_in_generate", "_attn_implementation_autoset", "gradient_checkpointing"}
+
+
+def option_flips(model_type: str, config) -> list[dict[str, object]]:
+    """Candidate single-option changes of ``config``: the VARIANTS rows, then the generic enumeration.
+
+    Whether one really adds tensors is for the caller to find out (building the PyTorch model).
+    """
+    out = [dict(v) for v in VARIANTS.get(model_type, [])]
+    values = config.to_dict()
+    for key, value in sorted(values.items()):
+        if key.startswith("_") or key in _NO_FLIP or key.endswith(("_token_id", "_id")):
+            continue
+        if isinstance(value, bool):
+            out.append({key: not value})
+        elif isinstance(value, int) and value == 0 and key.endswith(("_size", "_vocab_size", "_dim")):
+            out.append({key: 2})
+        elif key in ALTERNATIVES and isinstance(value, str):
+            out += [{key: alt} for alt in ALTERNATIVES[key] if alt != value]
+    seen: list[dict] = []
+    for v in out:
+        if v not in seen:
+            seen.append(v)
+    return seen
+
+
+def variant_config(model_type: str, pt_class: str | None, changes: dict[str, object]):
+    """The tiny config with ``changes`` applied (rebuilt, so derived attributes follow)."""
+    base = tiny_config(model_type, pt_class)
+    if not changes:
+        return base
+    kw = base.to_dict()
+    kw.update(changes)
+    for k in ("model_type", "transformers_version", "architectures"):
+        kw.pop(k, None)
+    return type(base)(**kw)

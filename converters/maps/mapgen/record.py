@@ -9,12 +9,14 @@ bit for bit.  So the map is what transformers does, not what we believe it does.
 from __future__ import annotations
 
 import gc
+import re
 import tempfile
 import traceback
 from pathlib import Path
 
 import numpy as np
 
+from .detect import detect_computed
 from .match import COPY_SEP, find_op, fingerprint, generalise, primary_rank
 
 
@@ -118,18 +120,28 @@ def _record_flax(cls, pt_dir: Path, work: Path, pt_arrays: dict, by_print: dict,
             "batch_stats": any(p.startswith("batch_stats/") for p in tree)}, found
 
 
+# Buffer names whose values come from training (not rebuildable from the config).
+TRAINED_BUFFERS = (".running_mean", ".running_var")
+
+
 def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: str | None,
-                 work: Path) -> dict:
-    """The map entry of one architecture (see docs/transformers.md for the format)."""
+                 work: Path, config=None) -> dict:
+    """The map entry of one architecture (see docs/transformers.md for the format).
+
+    ``config``: a variant of the tiny config (default: the tiny config itself).
+    """
     import torch
     import transformers
     from safetensors.numpy import load_file
 
     from .build import FROM_BIN, tiny_config
 
-    config = tiny_config(model_type, pt_name)
+    config = config if config is not None else tiny_config(model_type, pt_name)
     torch.manual_seed(0)
     model = getattr(transformers, pt_name)(config).eval()
+    # The values a fresh model holds: what a computed tensor must reproduce (before the noise below).
+    fresh = {k: v.detach().cpu().clone().numpy() for k, v in model.state_dict().items()}
+    fresh.update({k: v.detach().cpu().clone().numpy() for k, v in model.named_buffers() if k not in fresh})
     gen = torch.Generator().manual_seed(1)
     state = model.state_dict(keep_vars=True)
     with torch.no_grad():
@@ -189,11 +201,18 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
         elif k not in param_names:
             notes[k] = ("buffer", None)
     # Buffers that PyTorch no longer saves (position_ids, …) still sit in older checkpoints.
+    unsaved = set()
     for k, _ in model.named_buffers():
         if k not in pt_arrays:
             rows.append((k, None, None))
             notes[k] = ("buffer", None)
             ops[k] = (None, None)
+            unsaved.add(k)
+    settings = config.to_dict()
+    # Only what training never changes can be rebuilt from the config (a zero-initialised bias cannot).
+    trainable = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    # BatchNorm statistics are buffers, but training sets them: never a formula of the config.
+    trainable |= {k for k in pt_arrays if k.endswith(TRAINED_BUFFERS)}
     tensors = []
     for pt_t, tf_t, fx_t in generalise(rows):
         example = pt_t.format(*(["0"] * 8)) if "{" in pt_t else pt_t
@@ -212,6 +231,13 @@ def record_class(model_type: str, pt_name: str, tf_name: str | None, flax_name: 
         elif (tf_name and e.get("tf") is None) or (flax_name and e.get("flax") is None):
             missing = [f for f in ("tf", "flax") if f in e and e[f] is None]
             e["note"] = f"no {'/'.join(missing)} counterpart in transformers"
+        if src[0] in unsaved:
+            e["saved"] = False  # PyTorch does not write it: never written back either
+        elif src[0] not in trainable and not e.get("tied_to") and (
+                (tf_name and e.get("tf") is None) or (flax_name and e.get("flax") is None)):
+            spec = detect_computed(fresh[src[0]], settings)
+            if spec is not None:
+                e["computed"] = spec
         tensors.append(e)
     arch["pt"]["canonical_keys"] = len(canonical)
     # transformers' own list of PyTorch keys it drops without a warning (regexes).
@@ -266,8 +292,13 @@ def _check_ops(tensors: list[dict], ops: dict) -> None:
                 raise ValueError(f"{e['pt']}: no op reproduces transformers' {f[:-3]} tensor")
 
 
-def record_family(model_type: str, classes: list[tuple[str, str | None, str | None]]) -> tuple[dict, dict[str, str]]:
-    """({PT class: architecture map}, {class triple: failure reason}) for one model_type."""
+def record_family(model_type: str, classes: list[tuple[str, str | None, str | None]]) -> tuple[dict, dict[str, str], list]:
+    """({PT class: architecture map}, {class: failure reason}, [option variant records]) for one model_type.
+
+    Every class is recorded from the tiny config; the base class then from each option variant
+    (``build.option_flips`` that really add PyTorch tensors), and the tensors only a variant has are
+    merged into every class's map with the config change that creates them (``enabled_by``).
+    """
     archs: dict = {}
     failures: dict[str, str] = {}
     for pt_name, tf_name, flax_name in classes:
@@ -278,7 +309,142 @@ def record_family(model_type: str, classes: list[tuple[str, str | None, str | No
                 failures[pt_name] = _reason(exc)
                 traceback.print_exc()
         gc.collect()
-    return archs, failures
+    base = next((c for c in classes if c[0] in archs), None)
+    variants = _record_variants(model_type, base, archs) if base else []
+    return archs, failures, variants
+
+
+def _state_keys(pt_name: str, config) -> set[str]:
+    import transformers
+
+    model = getattr(transformers, pt_name)(config)
+    return set(model.state_dict()) | {k for k, _ in model.named_buffers()}
+
+
+def _record_variants(model_type: str, base: tuple, archs: dict) -> list[dict]:
+    from .build import option_flips, tiny_config, variant_config
+
+    import transformers
+
+    pt_name = base[0]
+    prefix = getattr(transformers, pt_name).base_model_prefix
+    base_keys = _state_keys(pt_name, tiny_config(model_type, pt_name))
+    useful: list[tuple[dict, set[str]]] = []
+    causes: list[tuple[dict, set[str]]] = []  # every option that adds tensors (several may add the same)
+    covered: set[str] = set()
+    for changes in option_flips(model_type, tiny_config(model_type, pt_name)):
+        try:  # PyTorch alone says whether the option adds tensors: cheap, no TF/Flax build
+            new = _state_keys(pt_name, variant_config(model_type, pt_name, changes)) - base_keys
+        except Exception:
+            continue
+        if new:
+            causes.append((changes, new))
+        if new and not new <= covered:
+            useful.append((changes, new))
+            covered |= new
+    if not useful:
+        return []
+    # One combined variant when the options get along (one TF/Flax build instead of many).
+    groups: list[list[tuple[dict, set[str]]]] = [useful]
+    combined: dict = {}
+    for changes, _ in useful:
+        combined.update(changes)
+    try:
+        ok = covered <= _state_keys(pt_name, variant_config(model_type, pt_name, combined))
+    except Exception:
+        ok = False
+    if not ok or len(useful) == 1:
+        groups = [[u] for u in useful]
+    log: list[dict] = []
+    for group in groups:
+        changes = {k: v for ch, _ in group for k, v in ch.items()}
+        entry = {"config": changes, "adds": 0}
+        arch = None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                arch = record_class(model_type, *base, Path(tmp), variant_config(model_type, pt_name, changes))
+            except Exception as exc:
+                entry["error"] = _reason(exc)
+                # What PyTorch creates under it, so a conversion error can name the setting exactly.
+                entry["pt_keys"] = sorted({re.sub(r"\.\d+\.", ".{n}.", k) for _, keys in group for k in keys})
+        if (arch is None or arch.get("errors")) and len(group) > 1:
+            groups += [[u] for u in group]  # a framework refuses one option: record each alone
+            entry["split"] = True
+        elif arch is not None:
+            entry["errors"] = arch.get("errors", {})
+            added = _merge_variant(archs[pt_name], arch, group, causes)
+            entry["adds"] = len(added)
+            for other, other_arch in archs.items():
+                if other != pt_name:
+                    _transplant(archs[pt_name], other_arch, added, prefix)
+        log.append(entry)
+        gc.collect()
+    return log
+
+
+def _merge_variant(base: dict, variant: dict, group: list[tuple[dict, set[str]]],
+                   causes: list[tuple[dict, set[str]]]) -> list[dict]:
+    """Add the variant's tensors the base map lacks, each with the config changes creating it (any of)."""
+    known = {e["pt"] for e in base["tensors"]}
+    added = []
+    for e in variant["tensors"]:
+        if e["pt"] in known:
+            continue
+        found = [ch for ch, keys in causes if any(_same(e["pt"], k) for k in keys)]
+        e = dict(e)
+        e["enabled_by"] = found or [{k: v for ch, _ in group for k, v in ch.items()}]
+        for fw in ("tf", "flax"):
+            if fw in base and fw not in variant:  # the framework's class refuses this option
+                e[fw] = None
+                e[f"{fw}_unsupported"] = "transformers' class fails to build with it: " + variant.get(
+                    "errors", {}).get(fw, "")
+            elif fw in variant and e.get(fw) is None and not e.get("tied_to") and "computed" not in e:
+                # The class builds but ignores the option: a file for it would compute something else.
+                e[f"{fw}_unsupported"] = f"transformers' {variant[fw]['class']} ignores it (no such weight)"
+        base["tensors"].append(e)
+        added.append(e)
+    for fw in ("tf", "flax"):
+        if fw in base and fw in variant:
+            base[fw]["only"] = sorted(set(base[fw]["only"]) | set(variant[fw]["only"]))
+    return added
+
+
+def _transplant(base: dict, other: dict, added: list[dict], prefix: str) -> None:
+    """Give a head class the base class's variant-only tensors, under the head's own names.
+
+    Whether the head puts ``prefix`` (the base_model_prefix) before PyTorch keys and Flax paths is
+    learnt from the tensors both classes share, e.g. ELECTRA's ``embeddings_project.weight`` becomes
+    ``electra.embeddings_project.weight`` in the heads (TF names are the same in every class).
+    """
+    theirs = {e["pt"]: e for e in other["tensors"]}
+    votes: dict[tuple[str, str], int] = {}
+    for e in base["tensors"]:
+        for p_pt, p_fx in ((prefix + ".", prefix + "/"), ("", "")):
+            o = theirs.get(p_pt + e["pt"])
+            if o is None:
+                continue
+            fx_ok = not (e.get("flax") and o.get("flax")) or o["flax"] == p_fx + e["flax"]
+            key = (p_pt, p_fx if fx_ok else "?")
+            votes[key] = votes.get(key, 0) + 1
+    if not votes:
+        return
+    p_pt, p_fx = max(votes, key=votes.get)
+    for e in added:
+        t = dict(e, pt=p_pt + e["pt"])
+        if t["pt"] in theirs:
+            continue
+        if t.get("tied_to"):
+            t["tied_to"] = p_pt + t["tied_to"]
+        for fw in ("tf", "flax"):
+            if fw not in other:
+                for f in (fw, f"{fw}_op", f"{fw}_copies", f"{fw}_unsupported"):
+                    t.pop(f, None)
+            elif fw == "flax" and t.get("flax"):
+                if p_fx == "?":
+                    t["flax"], t["flax_unsupported"] = None, "its Flax name in this class is unknown"
+                else:
+                    t["flax"] = p_fx + t["flax"]
+        other["tensors"].append(t)
 
 
 def _reason(exc: BaseException) -> str:
