@@ -84,11 +84,13 @@ def main() -> None:
 
     results: dict[str, list[float]] = {"cp": [], "tf": [], "cp+sync": [], "tf+sync": []}
     peak = 0
-    run(["sync"])
     for _ in range(args.rounds):  # alternating, so both sides see the same machine
+        # Each timed run starts with no dirty pages left by the one before (the sync is outside the timing).
         clean()
+        run(["sync"])
         results["cp"].append(run(["sh", "-c", f"cp {weights} {work / 'cp0'} && cp {weights} {work / 'cp1'}"])[0])
         clean()
+        run(["sync"])
         seconds, p = run(cli, env=env)
         results["tf"].append(seconds)
         peak = max(peak, p)
