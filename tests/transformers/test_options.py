@@ -165,20 +165,13 @@ def test_back_to_pytorch_loads_strictly_with_the_source_outputs(strict: dict, co
 @pytest.mark.parametrize("case", ["electra-small-mlm"])
 def test_tf_to_flax_with_the_option(models: Path, tmp_path: Path, case: str) -> None:
     from flax.serialization import msgpack_restore
+    from flax.traverse_util import flatten_dict
 
     from tensorferry.converters import convert
 
     convert(models / case / "tx_tf", tmp_path, to=["flax"])
-
-    def flat(tree, prefix=""):
-        out = {}
-        for k, v in tree.items():
-            p = f"{prefix}/{k}" if prefix else k
-            out.update(flat(v, p) if isinstance(v, dict) else {p: np.asarray(v)})
-        return out
-
-    mine = flat(msgpack_restore((tmp_path / "flax_model.msgpack").read_bytes()))
-    theirs = flat(msgpack_restore((models / case / "tx_flax" / "flax_model.msgpack").read_bytes()))
+    mine, theirs = (flatten_dict(msgpack_restore((folder / "flax_model.msgpack").read_bytes()), sep="/")
+                    for folder in (tmp_path, models / case / "tx_flax"))
     assert sorted(mine) == sorted(theirs) and any("embeddings_project" in k for k in mine)
     assert all(np.array_equal(mine[k], theirs[k]) for k in theirs)
 

@@ -73,20 +73,12 @@ def test_transformers_files_back_to_pytorch(tiny_models: Path, tmp_path: Path, c
 def test_tf_to_flax_matches_transformers(tiny_models: Path, tmp_path: Path, case: str) -> None:
     """TF ↔ Flax directly: transformers' own TF file becomes its own Flax file, leaf for leaf."""
     from flax.serialization import msgpack_restore
+    from flax.traverse_util import flatten_dict
 
     from tensorferry.converters import convert
 
     convert(tiny_models / case / "tx_tf", tmp_path, to=["flax"])
-    mine = msgpack_restore((tmp_path / "flax_model.msgpack").read_bytes())
-    theirs = msgpack_restore((tiny_models / case / "tx_flax" / "flax_model.msgpack").read_bytes())
-
-    def flat(tree, prefix=""):
-        out = {}
-        for k, v in tree.items():
-            p = f"{prefix}/{k}" if prefix else k
-            out.update(flat(v, p) if isinstance(v, dict) else {p: np.asarray(v)})
-        return out
-
-    a, b = flat(mine), flat(theirs)
+    a, b = ({k: np.asarray(v) for k, v in flatten_dict(msgpack_restore((folder / "flax_model.msgpack").read_bytes()), sep="/").items()}
+            for folder in (tmp_path, tiny_models / case / "tx_flax"))
     assert sorted(a) == sorted(b)
     assert all(np.array_equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in b)
