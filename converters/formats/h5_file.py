@@ -75,15 +75,19 @@ class KerasH5File:
     def __init__(self, path: str | Path, model_name: str = "model") -> None:
         self.path = limits.regular_file(path)
         self._model_name = model_name
+        self._open(self.path, "not a readable HDF5 file", "corrupt Keras weights file")
+
+    def _open(self, handle, unreadable: str, corrupt: str) -> None:
+        """Open HANDLE (a path or a file object), refuse links out of the file, index the tensors."""
         try:
-            self._file = h5py.File(self.path, "r")
+            self._file = h5py.File(handle, "r")
         except OSError as e:
-            raise InputError(self.path, f"not a readable HDF5 file ({e})") from None
+            raise InputError(self.path, f"{unreadable} ({e})") from None
         try:
             self._refuse_links()
             self._index()
         except (KeyError, OSError, ValueError, TypeError, RuntimeError) as e:
-            raise InputError(self.path, f"corrupt Keras weights file ({e})") from None
+            raise InputError(self.path, f"{corrupt} ({e})") from None
 
     def _refuse_links(self) -> None:
         def visit(name: bytes, info) -> tuple | None:  # returning a value stops the walk

@@ -121,15 +121,7 @@ class Keras3H5File(KerasH5File):
             super().__init__(path)
             return
         self.path, self._model_name = Path(path), "model"
-        try:
-            self._file = h5py.File(member, "r")
-        except OSError as e:
-            raise InputError(self.path, f"{WEIGHTS} in the archive is not a readable HDF5 file ({e})") from None
-        try:
-            self._refuse_links()
-            self._index()
-        except (KeyError, OSError, ValueError, TypeError, RuntimeError) as e:
-            raise InputError(self.path, f"corrupt Keras weights ({e})") from None
+        self._open(member, f"{WEIGHTS} in the archive is not a readable HDF5 file", "corrupt Keras weights")
 
     def _index(self) -> None:
         f = self._file
