@@ -33,8 +33,5 @@ def variant_files(folder: Path, fw: str) -> list[Path]:
 
 def sha256(path: Path) -> str:
     """The hex sha256 of the file at PATH, read in blocks."""
-    h = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -28,15 +28,8 @@ from pathlib import Path  # noqa: E402
 
 from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download  # noqa: E402
 
+from tensorferry.publish.files import sha256 as sha256_file  # noqa: E402
 from tensorferry.publish.hub import LocalHub, create_token  # noqa: E402
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def make_files(root: Path, clients: int, commits: int, max_lfs: int, seed: int) -> dict[tuple[int, int], list[Path]]:
