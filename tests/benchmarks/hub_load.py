@@ -15,7 +15,6 @@ os.environ["HF_HUB_DISABLE_XET"] = "1"  # the local Hub does not speak Xet
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
