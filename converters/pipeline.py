@@ -236,14 +236,15 @@ class Producer:
     """Computes canonical and target tensors on demand; safe to share between the writer threads.
 
     A move with several outputs (a recurrent layer) computes them all at once: the others are kept
-    for their own request, within ``keep`` bytes (past that they are recomputed when asked).
+    for their own request, within ``keep`` bytes (past that they are recomputed when asked; the
+    writer sets it to the largest tensor once it knows the sizes).
     """
 
-    def __init__(self, source: Source, canonical: list[Move], keep: int = 0) -> None:
+    def __init__(self, source: Source, canonical: list[Move]) -> None:
         self.source = source
         self.canonical = {name: m for m in canonical for name, _, _ in m.targets}
         self._cache: dict[str, np.ndarray] = {}
-        self._keep = keep
+        self.keep = 0
         self._lock = threading.Lock()
 
     def canonical_tensor(self, name: str) -> np.ndarray:
@@ -267,23 +268,23 @@ class Producer:
         with self._lock:
             held = sum(a.nbytes for a in self._cache.values())
             for name, arr in arrays.items():
-                if name not in keys and len(arrays) > 1 and held + arr.nbytes <= self._keep:
+                if name not in keys and len(arrays) > 1 and held + arr.nbytes <= self.keep:
                     self._cache[f"{id(move)}:{name}"] = arr
                     held += arr.nbytes
         return {name: arrays[name] for name in wanted}
 
 
 def _variant(fw: str, plan: Plan, out: Path, max_shard: int, extras: bool, digests: bool) -> _Variant:
+    if fw == "tf" and plan.keras3 is not None:  # a given model's own format: its module plans the files
+        return model_formats.keras3_variant(plan, out, extras, digests, max_shard)
+    if fw == "flax" and plan.nnx is not None:
+        return model_formats.nnx_variant(plan, out)
     module, names_of = MODULES[fw], FILES[fw]
     moves = plan.targets[fw]
     by_name = {name: m for m, _ in moves for name, _, _ in m.targets}
     collection = {name: c for m, c in moves for name, _, _ in m.targets}
     main = [(n, s, d) for m, _ in moves for n, s, d in m.targets if not n.startswith(EXTRA + "/")]
     side = [n for m, _ in moves for n, _, _ in m.targets if n.startswith(EXTRA + "/")] if extras else []
-    if fw == "tf" and plan.keras3 is not None:
-        return model_formats.keras3_variant(plan, out, extras, digests, max_shard)
-    if fw == "flax" and plan.nnx is not None:
-        return model_formats.nnx_variant(plan, out)
     if module.CAN_HOLD is not None:
         for name, _, dt in main:
             if dt.name not in module.CAN_HOLD:
@@ -351,7 +352,7 @@ def _write_all(variants: list[_Variant], producer: Producer, files, progress: Ca
 
     largest = max(sizes.values(), default=0)
     return_freed_memory()
-    producer._keep = largest
+    producer.keep = largest
     shared = Tensors(compute, {v.framework: [keys[(v.framework, n)] for n in v.order] for v in variants}, sizes,
                      budget=2 * largest)  # alive at once: two writers' tensors, or one and the next
     outputs: list[Output | None] = [None] * len(variants)

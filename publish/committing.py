@@ -21,10 +21,15 @@ COMMIT_RETRIES = 10  # a commit is retried only after checking it did not land
 LANDING_WAIT = 30.0  # PR mode: seconds a commit whose answer never came may take to land before it is sent again
 
 
+def pull_requests(api: Any, hub: Hub, repo_id: str) -> list:
+    """REPO_ID's pull requests (any status), with call()'s retries: a listing's requests happen while it
+    is iterated, so it is iterated inside the call."""
+    return call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub)
+
+
 def last_pr(api: Any, hub: Hub, repo_id: str) -> int:
     """The highest pull request number of REPO_ID (0 without any): ours will be above it."""
-    found = call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub)
-    return max((d.num for d in found), default=0)
+    return max((d.num for d in pull_requests(api, hub, repo_id)), default=0)
 
 
 def commit(api: Any, hub: Hub, repo_id: str, ops: list, branch: str, parent: str | None, create_pr: bool,
@@ -88,8 +93,7 @@ def landed(api: Any, hub: Hub, repo_id: str, branch: str, parent: str | None, ma
     """After a lost answer: our commit if it landed (found by its run id), None if it did not;
     raises if someone else moved the branch meanwhile."""
     if create_pr:
-        # listings are generators: their requests happen while iterating, so iterate inside call()
-        for d in call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub):
+        for d in pull_requests(api, hub, repo_id):
             if d.num <= prs_before:
                 continue
             details = call(api.get_discussion_details, repo_id, d.num, what=repo_id, hub=hub)

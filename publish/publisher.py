@@ -42,6 +42,7 @@ from tensorferry.converters.verify.run import verify_dir
 from . import card as cards
 from . import committing
 from . import variants as variants_
+from .files import is_variant_file
 from .files import sha256 as _sha256  # shared with the checkpoints (resume.state)
 from .hub_io import REPO_ID, Hub, call, fetch
 
@@ -237,7 +238,7 @@ def _kept_as_is(path: Path, source: Source, targets: list[str]) -> str | None:
     Pickles (``pytorch_model.bin``) are never republished: they are converted to safetensors.
     """
     fw = source.framework
-    if fw in targets and path.is_dir() and all(any(fnmatch.fnmatch(f.name, p) for p in FILES[fw].patterns) for f in source.files):
+    if fw in targets and path.is_dir() and all(is_variant_file(f.name, fw) for f in source.files):
         return fw
     return None
 
@@ -301,8 +302,7 @@ class Remote:
 
     def variants(self, skip: Sequence[str]) -> dict[str, list[str]]:
         """Framework → its files at the top of the repo, for frameworks not in SKIP."""
-        found = {fw: sorted(n for n in self.root if any(fnmatch.fnmatchcase(n, p) for p in FILES[fw].patterns))
-                 for fw in FRAMEWORKS if fw not in skip}
+        found = {fw: sorted(n for n in self.root if is_variant_file(n, fw)) for fw in FRAMEWORKS if fw not in skip}
         return {fw: names for fw, names in found.items() if names}
 
     @property

@@ -78,10 +78,11 @@ def write(source: Source, staging: Path, variants: dict[str, object]) -> tuple[l
             kind = "Keras 3 model" if v.framework == "tf" else "NNX module"
             raise InputError(f"--variant {name}", f"the model is not a {kind}")
         written = work / result.outputs[v.framework].files[0].rstrip("/")
+        by_variant[name] = []
         for f in ([written] if written.is_file() else sorted(p for p in written.rglob("*") if p.is_file())):
             rel = f.name if written.is_file() else f.relative_to(written).as_posix()
             files.append((f"{v.folder}/{rel}", f, f.stat().st_size, result.outputs[v.framework].digests.get(f.name)))
-        by_variant[name] = [p for p, _, _, _ in files if p.startswith(v.folder + "/")]
+            by_variant[name].append(f"{v.folder}/{rel}")
         checks[name] = verify_guided(work, source, result.plan)[v.framework]
     return files, by_variant, checks
 

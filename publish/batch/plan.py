@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from tensorferry.converters.constants import FILES, FRAMEWORKS
 from tensorferry.converters.errors import HubError
 
+from ..committing import pull_requests
 from ..hub_io import Hub, call, patterns_for, redact, source_framework
 
 MARKER = re.compile(r"<!-- tensorferry-batch head=([0-9a-f]{40}) run=([0-9a-f]+) -->")
@@ -111,7 +112,7 @@ def _matches(repo_id: str, globs: Sequence[str]) -> bool:
 def tensorferry_prs(hub: Hub, repo_id: str) -> list[FoundPR]:
     """The repo's PRs carrying tensorferry batch's marker (any status), newest first."""
     api = hub.api()
-    found = call(lambda: list(api.get_repo_discussions(repo_id, discussion_type="pull_request")), what=repo_id, hub=hub)
+    found = pull_requests(api, hub, repo_id)
     out = []
     for d in found:
         if TITLE_TAG not in (d.title or ""):  # only ours need their description read
