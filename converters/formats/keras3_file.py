@@ -221,12 +221,11 @@ class KerasArchive(Keras3H5File):
         self.metadata = self._json(path, infos, METADATA) if METADATA in infos else {}
         super().__init__(path, names, member=self._zip.open(infos[WEIGHTS]))
 
-    @staticmethod
-    def _json(path: Path, infos: dict, name: str) -> dict:
+    def _json(self, path: Path, infos: dict, name: str) -> dict:
         info = infos[name]
         if info.file_size > MAX_JSON:
             raise InputError(path, f"{name} in the archive declares {info.file_size} bytes: too large for a model config")
-        with zipfile.ZipFile(path) as z, z.open(info) as fh:
+        with self._zip.open(info) as fh:
             data = fh.read(MAX_JSON + 1)
         if len(data) > MAX_JSON:
             raise InputError(path, f"{name} in the archive is larger than it declares")
