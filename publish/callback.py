@@ -264,7 +264,10 @@ class PushToHubCallback:
                 snap.remove()
                 with self._cond:
                     self._busy = False
+                    abandoned = self._tmp != snap.folder.parent  # close() gave up on it and removed the folder
                     self._cond.notify_all()
+                if abandoned:  # what the abandoned push made since (the publisher's staging) goes too
+                    shutil.rmtree(snap.folder.parent, ignore_errors=True)
 
     def _checkpointed(self, model: Any, optimizer: Any) -> Any:
         """The optimizer whose state goes with MODEL's push; typed errors for what would make it unusable."""
