@@ -407,13 +407,12 @@ def _keys(variants: list[_Variant]) -> tuple[dict, dict, dict]:
             else:
                 key = ("move", id(move))
             keys[(v.framework, name)] = key
-            if key[0] == "move":
-                made_by[key] = (move, [n for n, _, _ in move.targets if not n.startswith(EXTRA + "/")])
-            else:
-                made_by.setdefault(key, (move, [name]))
-            outputs = {n: (s, d) for n, s, d in move.targets if n in made_by[key][1]}
+            if key in made_by:  # another target's tensor (same op, same sources): already sized
+                continue
+            made = [n for n, _, _ in move.targets if not n.startswith(EXTRA + "/")] if key[0] == "move" else [name]
+            made_by[key] = (move, made)
             # a target that is the canonical tensor itself is a view of the source: it costs no memory
-            sizes[key] = 0 if move.op == "identity" else sum(_nbytes(s, d) for s, d in outputs.values())
+            sizes[key] = 0 if move.op == "identity" else sum(_nbytes(s, d) for n, s, d in move.targets if n in made)
     return keys, made_by, sizes
 def _nbytes(shape, dt) -> int:
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize

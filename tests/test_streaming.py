@@ -48,3 +48,19 @@ def test_recurrent_layers_stream_one_layer_at_a_time(tmp_path):
     print(f"baseline {baseline / 2**20:.0f} MiB, peak {peak / 2**20:.0f} MiB, largest layer {layer / 2**20:.0f} MiB")
     assert (tmp_path / "out" / "flax_model.msgpack").stat().st_size > 6 * layer
     assert peak - baseline <= 3 * layer + (8 << 20), (peak - baseline) / layer
+
+
+def test_a_tensor_two_targets_share_counts_against_the_budget_at_its_size(tmp_path):
+    """TF and Flax share each transposed kernel: the shared entry must be sized as the tensor it is
+    (it was 0 once, which let computing ahead ignore the memory budget)."""
+    from tensorferry.converters import open_source, pipeline
+
+    plan = pipeline.plan_for(open_source("fixtures/checkpoints/cnn"), ["tf", "flax"])
+    variants = [pipeline._variant(fw, plan, tmp_path, 1 << 40, True, False) for fw in ("tf", "flax")]
+    keys, made_by, sizes = pipeline._keys(variants)
+    shared = {k for (fw, _), k in keys.items() if fw == "tf"} & {k for (fw, _), k in keys.items() if fw == "flax"}
+    transposed = [k for k in shared if made_by[k][0].op != "identity"]
+    assert transposed, "the fixture has kernels both targets transpose"
+    for k in transposed:
+        (name, shape, dt), = made_by[k][0].targets
+        assert sizes[k] == int(np.prod(shape)) * dt.itemsize > 0, k
