@@ -3,8 +3,8 @@
 A conversion writes every target at once, one thread per target format.  TF and Flax hold the same
 Dense and Conv kernels, transposed the same way: a tensor computed for one writer is kept until
 every writer that needs it has taken it, so each distinct layout is computed once.  Each writer's
-next tensor is computed on the other core while the current one is written (numpy copies and file
-writes release the GIL).  ``budget`` bounds the computed copies alive at once — the ones writers
+next few tensors are computed on the other core while the current one is written (numpy copies and
+file writes release the GIL).  ``budget`` bounds the computed copies alive at once — the ones writers
 hold and the ones kept for later: a tensor is kept or computed ahead only when it fits, otherwise
 it is computed when its writer asks, so memory stays near twice the largest tensor.
 
@@ -31,6 +31,11 @@ from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
+
+
+# Tensors computed ahead of each writer.  One was not enough: the writers then waited for the
+# transposes about half the time (1.07 GiB BERT-large PT → TF + Flax: 1.43 s → 1.10 s in-process).
+LOOKAHEAD = 4
 
 
 class Cancelled(Exception):
@@ -114,16 +119,16 @@ class Tensors:
         if self._pool is None:
             return
         order, i = self._orders[writer], self._cursor[writer]
-        if i >= len(order) or order[i] in self._ready:
-            return
-        key = order[i]
-        if key == self._current.get(writer) or self._alive() + self._sizes.get(key, 0) > self._budget:
-            return  # the one it is taking (another output of it), or no room: computed when asked
-        future = Future()
-        self._ready[key] = future
-        self._held[key] = self._sizes.get(key, 0)
-        future.set_running_or_notify_cancel()
-        self._pool.submit(self._run, key, future)
+        for key in order[i:i + LOOKAHEAD]:
+            if key in self._ready:
+                continue
+            if key == self._current.get(writer) or self._alive() + self._sizes.get(key, 0) > self._budget:
+                return  # the one it is taking (another output of it), or no room: computed when asked
+            future = Future()
+            self._ready[key] = future
+            self._held[key] = self._sizes.get(key, 0)
+            future.set_running_or_notify_cancel()
+            self._pool.submit(self._run, key, future)
 
     # outside the lock ------------------------------------------------------------------------------
     def _run(self, key: Hashable, future: Future) -> None:

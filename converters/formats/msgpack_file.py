@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
-from . import limits, raw_bytes
+from . import limits, open_for_writing, raw_bytes
 from .digest import BUFFER, FileDigest, HashingWriter
 
 EXT_NDARRAY, EXT_NPSCALAR = 1, 3
@@ -354,7 +354,7 @@ def write(
             else:
                 _write_array(fh, np.asarray(value), max_chunk)
 
-    with open(path, "wb", buffering=BUFFER) as fh:
+    with open_for_writing(path, BUFFER) as fh:
         out = HashingWriter(fh, digest)
         emit(out, tree)
     return out.digest()

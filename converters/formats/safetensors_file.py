@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import dtypes
 from ..errors import InputError
-from . import limits, raw_bytes
+from . import limits, open_for_writing, raw_bytes
 from .digest import BUFFER, FileDigest, HashingWriter
 
 MAX_HEADER = limits.MAX_JSON  # 100 MiB: the limit the safetensors library itself enforces
@@ -115,7 +115,7 @@ def write(
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes so data stays aligned
-    with open(path, "wb", buffering=BUFFER) as fh:
+    with open_for_writing(path, BUFFER) as fh:
         out = HashingWriter(fh, digest)
         out.write(struct.pack("<Q", len(raw)))
         out.write(raw)
