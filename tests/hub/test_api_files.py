@@ -210,3 +210,28 @@ def test_a_multipart_upload_lands_whole_and_a_bad_part_is_refused(api: HfApi, hu
     assert r.status_code == 400 and "do not match" in r.text
     r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": etags[:4]})
     assert r.status_code == 400
+
+
+def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hub, repo: str, tmp_path: Path) -> None:
+    """Parts in order are hashed as they arrive; out of order or retried, the completion hashes the file:
+    either way the object stored is the one uploaded, and the wrong bytes of a retried part are gone."""
+    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
+
+    data = os.urandom((64 << 20) + 4321)
+    info = UploadInfo(sha256=hashlib.sha256(data).digest(), size=len(data), sample=data[:512])
+    action = post_lfs_batch_info(upload_infos=[info], token=api.token, repo_type="model", repo_id=repo,
+                                 endpoint=hub.url)[0][0]["actions"]["upload"]
+    chunk, session = int(action["header"]["chunk_size"]), get_session()
+    n = -(-len(data) // chunk)
+    etags = {}
+    # 1 then 2 with the wrong bytes (hashed in order), 2 again right, then the rest backwards
+    for i, piece in [(1, None), (2, b"x" * chunk), (2, None), *[(i, None) for i in range(n, 2, -1)]]:
+        r = session.put(action["header"][f"{i:05d}"], content=piece or data[(i - 1) * chunk:i * chunk])
+        assert r.status_code == 200
+        etags[i] = r.headers["etag"]
+    r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": [{"partNumber": i, "etag": e} for i, e in etags.items()]})
+    assert r.status_code == 200, r.text
+    (tmp_path / "big.bin").write_bytes(data)  # the batch answer now says "stored": nothing is sent again
+    api.create_commit(repo, operations=[CommitOperationAdd("big.bin", tmp_path / "big.bin")], commit_message="parts in any order")
+    got = hf_hub_download(repo, "big.bin", endpoint=hub.url, token=api.token, cache_dir=tmp_path / "cache")
+    assert sha256_file(Path(got)) == info.sha256.hex()
