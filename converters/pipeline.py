@@ -337,13 +337,16 @@ def _write_all(variants: list[_Variant], producer: Producer, files, progress: Ca
     """Write every variant at once, one thread each, sharing the tensors they have in common (``tensors``)."""
     keys, made_by, sizes = _keys(variants)
     lock = threading.Lock()
+    reported: set[Hashable] = set()
 
     def compute(key: Hashable) -> np.ndarray | dict[str, np.ndarray]:
         move, names = made_by[key]
         got = {n: contiguous(np.asarray(a)) for n, a in producer.run_all(move, producer.canonical_tensor, names).items()}
         if progress:
-            with lock:
-                progress(sum(a.nbytes for a in got.values()))
+            with lock:  # a tensor computed again (not kept within the memory budget) is no new progress
+                if key not in reported:
+                    reported.add(key)
+                    progress(sum(a.nbytes for a in got.values()))
         return got if key[0] == "move" else got[names[0]]
 
     def produce(fw: str, name: str) -> np.ndarray:

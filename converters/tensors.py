@@ -119,10 +119,13 @@ class Tensors:
         if self._pool is None:
             return
         order, i = self._orders[writer], self._cursor[writer]
-        for key in order[i:i + LOOKAHEAD]:
+        for j, key in enumerate(order[i:i + LOOKAHEAD]):
             if key in self._ready:
                 continue
-            if key == self._current.get(writer) or self._alive() + self._sizes.get(key, 0) > self._budget:
+            # past the next tensor, only half the budget: the rest stays free for tensors kept for the
+            # other writer (kept ones are computed once; crowded out, they would be computed twice)
+            room = self._budget if j == 0 else self._budget // 2
+            if key == self._current.get(writer) or self._alive() + self._sizes.get(key, 0) > room:
                 return  # the one it is taking (another output of it), or no room: computed when asked
             future = Future()
             self._ready[key] = future
