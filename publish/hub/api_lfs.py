@@ -3,10 +3,7 @@
 Upload requests carry no Authorization header (the client drops it), so the batch answer hands
 out URLs signed with the data dir's secret, bound to (repository, oid, size, expiry). Bodies are
 streamed to a temporary file and hashed while written; only a verified file is renamed into
-the content-addressed store, so memory stays flat whatever the file size.  A multipart object
-is hashed as its parts arrive, when they arrive in order (huggingface_hub sends them so): its
-completion then reads nothing back.  Parts out of order, retried or cut off leave the hashing to
-the completion, which reads the whole file.
+the content-addressed store, so memory stays flat whatever the file size.
 """
 from __future__ import annotations
 
@@ -17,8 +14,6 @@ import os
 import re
 import shutil
 import time
-import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +32,6 @@ PART_SIZE = 16 << 20
 OBJECT = "object"  # the multipart object's file in its parts folder
 TICKET_TTL = 24 * 3600
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-PART_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a receipt for a part that arrived whole, not a hash
-MAX_RUNNING = 1024  # multipart uploads hashed as they arrive; the oldest are dropped past this
-
-
-@dataclass
-class Running:
-    """The sha256 of a multipart object's parts 1 … next-1, received in order."""
-
-    hash: Any
-    next: int = 1
-    busy: bool = False
-    broken: bool = False  # a part out of order, retried or cut off: the completion hashes the file
 
 
 def _sign(ctx: HubContext, repo_id: int, oid: str, size: int, expiry: int) -> str:
@@ -113,9 +96,9 @@ async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = 
     return Response(body, media_type=LFS_JSON)
 
 
-async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, fsync: bool = True,
-                     hashes: tuple[Any, ...] = ()) -> int:
-    """Write the body to `path` from `offset`, updating HASHES with it; 400 (the upload URL's size) once it passes `limit`."""
+async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, fsync: bool = True) -> tuple[str, int]:
+    """Write the body to `path` from `offset`, hashing it; 400 (the upload URL's size) once it passes `limit`."""
+    digest = hashlib.sha256()
     size = 0
     declared = declared_length(request)
     if declared is not None and declared > limit:
@@ -126,8 +109,7 @@ async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, 
             if size + len(chunk) > limit:
                 raise bad_request(f"Upload exceeds the {limit} bytes this URL was issued for")
             if chunk:
-                for h in hashes:
-                    h.update(chunk)
+                digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.pwrite(fd, view, offset + size + len(chunk) - len(view)):]
@@ -136,7 +118,7 @@ async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, 
             await run_in_threadpool(os.fsync, fd)  # can take a while for big files
     finally:
         os.close(fd)
-    return size
+    return digest.hexdigest(), size
 
 
 async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
@@ -146,9 +128,7 @@ async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size
     fd, tmp = ctx.store.blobs.tmp_file(".upload")
     os.close(fd)
     try:
-        digest = hashlib.sha256()
-        got_size = await _stream_to(request, tmp, nbytes, fsync=ctx.store.blobs.durable, hashes=(digest,))
-        got = digest.hexdigest()
+        got, got_size = await _stream_to(request, tmp, nbytes, fsync=ctx.store.blobs.durable)
         if got != oid or got_size != nbytes:
             raise bad_request(f"Uploaded content does not match oid {oid} / size {nbytes} (got {got_size} bytes)")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
@@ -176,9 +156,9 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
                       sig: str, part: str) -> Response:
     """Multipart transfer: one PUT per part, written in place at its offset of the object's file.
 
-    The ETag we answer (a random receipt) is echoed back on completion; an empty marker file
+    The ETag we answer (the part's sha256) is echoed back on completion; an empty marker file
     named by it records that the part arrived whole.  Parts share one file so that completion
-    needs no join copy of the whole object.
+    only hashes it: no join copy of the whole object.
     """
     rid, nbytes = check_ticket(ctx, repo_id, oid, size, expiry, sig)
     n = int(part)
@@ -188,33 +168,13 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
     d.mkdir(exist_ok=True)
     for old in d.glob(f"{n:05d}.*"):  # a retried part is whole again only once it arrives whole
         old.unlink(missing_ok=True)
-    expected = min(PART_SIZE, nbytes - (n - 1) * PART_SIZE)
-    run = _running(ctx, rid, oid)
-    in_order = not run.broken and not run.busy and run.next == n
-    if in_order:
-        run.busy = True
-    else:
-        run.broken = True
-    got = 0
     try:
-        got = await _stream_to(request, d / OBJECT, expected, offset=(n - 1) * PART_SIZE, fsync=False,
-                               hashes=(run.hash,) if in_order else ())
+        digest, _ = await _stream_to(request, d / OBJECT, min(PART_SIZE, nbytes - (n - 1) * PART_SIZE),
+                                     offset=(n - 1) * PART_SIZE, fsync=False)
     except ClientDisconnect:
         return Response(b"", status_code=400)
-    finally:
-        if in_order:
-            run.busy = False
-            run.next, run.broken = (n + 1, False) if got == expected else (n, True)
-    receipt = secrets.token_hex(16)
-    (d / f"{n:05d}.{receipt}").touch()
-    return Response(b"", headers={"ETag": f'"{receipt}"'})
-
-
-def _running(ctx: HubContext, rid: int, oid: str) -> Running:
-    running = ctx.running
-    if (rid, oid) not in running and len(running) >= MAX_RUNNING:
-        running.pop(next(iter(running)))  # an abandoned upload's: its completion (if any) hashes the file
-    return running.setdefault((rid, oid), Running(hashlib.sha256()))
+    (d / f"{n:05d}.{digest}").touch()
+    return Response(b"", headers={"ETag": f'"{digest}"'})
 
 
 async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
@@ -226,7 +186,7 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
     parts = []
     for p in field_objects(data, "parts"):
         number, etag = field(p, "partNumber", int), text(p, "etag")
-        if number is None or not 1 <= number <= -(-nbytes // PART_SIZE) or not PART_ETAG.match(etag.strip('"')):
+        if number is None or not 1 <= number <= -(-nbytes // PART_SIZE) or not SHA256_RE.match(etag.strip('"')):
             raise bad_request(f"Invalid part {p!r}")
         parts.append((number, etag.strip('"')))
     for number, etag in sorted(parts):
@@ -235,12 +195,8 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
     if len({n for n, _ in parts}) != -(-nbytes // PART_SIZE):
         raise bad_request("Wrong number of parts")
     joined = d / OBJECT
-    run = ctx.running.pop((rid, oid), None)
     try:
-        if run is not None and not run.broken and not run.busy and run.next == len(parts) + 1:
-            got, got_size = run.hash.hexdigest(), await run_in_threadpool(ctx.store.blobs.sync, joined)
-        else:
-            got, got_size = await run_in_threadpool(ctx.store.blobs.hash_and_sync, joined)
+        got, got_size = await run_in_threadpool(ctx.store.blobs.hash_and_sync, joined)
         if got != oid or got_size != nbytes:
             raise bad_request(f"Joined parts do not match oid {oid} / size {nbytes}")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, joined, oid)

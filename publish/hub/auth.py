@@ -79,7 +79,6 @@ class HubContext:
     page_size: int = 1000
     secret: bytes = field(default=b"")
     body_timeout: float = 60.0
-    running: dict = field(default_factory=dict)  # multipart objects hashed as their parts arrive (api_lfs)
 
     def __post_init__(self) -> None:
         if not self.secret:

@@ -116,13 +116,6 @@ class BlobStore:
                 os.fsync(f.fileno())
         return h.hexdigest(), size
 
-    def sync(self, path: Path) -> int:
-        """The size of a file written in pieces (already hashed), made durable before anything refers to it."""
-        with open(path, "rb") as f:
-            if self.durable:
-                os.fsync(f.fileno())
-            return os.fstat(f.fileno()).st_size
-
     def open_content(self, sha1: str, lfs_oid: str | None) -> Path:
         """Path of a file's real bytes, whether stored as LFS or regular."""
         return self.lfs_path(lfs_oid) if lfs_oid else self.regular_path(sha1)
