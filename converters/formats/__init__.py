@@ -220,7 +220,7 @@ def open_for_writing(path: str | os.PathLike, buffering: int = -1) -> Iterator[B
     >>> p.read_bytes()
     b'new'
     """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)  # Python makes it close-on-exec itself
     with open(fd, "wb", buffering=buffering) as fh:  # an fd is not reopened: "wb" does not truncate it
         yield fh
         fh.flush()

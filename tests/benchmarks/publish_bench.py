@@ -50,7 +50,7 @@ def main() -> None:
     # The same bytes copied with cp, no sync: the client reads every file once and the server writes it once.
     staging = work / "staging"
     subprocess.run([sys.executable, "-m", "tensorferry.publish.cli", "convert", str(src), "--to", "tf,flax", "--out",
-                    str(staging), "--json"], check=True, stdout=subprocess.DEVNULL, env={"TQDM_DISABLE": "1", **dict(os.environ)})
+                    str(staging), "--json"], check=True, stdout=subprocess.DEVNULL, env={**os.environ, "TQDM_DISABLE": "1"})
     copies = [src / "model.safetensors", staging / "tf_model.h5", staging / "flax_model.msgpack"]
     cp_runs: list[float] = []
     runs: dict[bool, list[tuple[float, int, dict]]] = {True: [], False: []}
