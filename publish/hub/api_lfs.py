@@ -3,7 +3,9 @@
 Upload requests carry no Authorization header (the client drops it), so the batch answer hands
 out URLs signed with the data dir's secret, bound to (repository, oid, size, expiry). Bodies are
 streamed to a temporary file and hashed while written; only a verified file is renamed into
-the content-addressed store, so memory stays flat whatever the file size.
+the content-addressed store, so memory stays flat whatever the file size.  A multipart object is
+hashed once, at its completion (in a worker thread, from the page cache); a part's ETag is a
+receipt that it arrived whole, not a second sha256 of every byte.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -32,6 +35,7 @@ PART_SIZE = 16 << 20
 OBJECT = "object"  # the multipart object's file in its parts folder
 TICKET_TTL = 24 * 3600
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+PART_ETAG = re.compile(r"^[0-9a-f]{32}$")  # a receipt for a part that arrived whole, not a hash
 
 
 def _sign(ctx: HubContext, repo_id: int, oid: str, size: int, expiry: int) -> str:
@@ -96,9 +100,10 @@ async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = 
     return Response(body, media_type=LFS_JSON)
 
 
-async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, fsync: bool = True) -> tuple[str, int]:
-    """Write the body to `path` from `offset`, hashing it; 400 (the upload URL's size) once it passes `limit`."""
-    digest = hashlib.sha256()
+async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, fsync: bool = True,
+                     digest: Any = None) -> int:
+    """Write the body to `path` from `offset`, updating `digest` with it; 400 (the upload URL's size)
+    once it passes `limit`.  Returns the bytes written."""
     size = 0
     declared = declared_length(request)
     if declared is not None and declared > limit:
@@ -109,7 +114,8 @@ async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, 
             if size + len(chunk) > limit:
                 raise bad_request(f"Upload exceeds the {limit} bytes this URL was issued for")
             if chunk:
-                digest.update(chunk)
+                if digest is not None:
+                    digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.pwrite(fd, view, offset + size + len(chunk) - len(view)):]
@@ -118,7 +124,7 @@ async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, 
             await run_in_threadpool(os.fsync, fd)  # can take a while for big files
     finally:
         os.close(fd)
-    return digest.hexdigest(), size
+    return size
 
 
 async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
@@ -128,7 +134,9 @@ async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size
     fd, tmp = ctx.store.blobs.tmp_file(".upload")
     os.close(fd)
     try:
-        got, got_size = await _stream_to(request, tmp, nbytes, fsync=ctx.store.blobs.durable)
+        digest = hashlib.sha256()
+        got_size = await _stream_to(request, tmp, nbytes, fsync=ctx.store.blobs.durable, digest=digest)
+        got = digest.hexdigest()
         if got != oid or got_size != nbytes:
             raise bad_request(f"Uploaded content does not match oid {oid} / size {nbytes} (got {got_size} bytes)")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
@@ -156,7 +164,7 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
                       sig: str, part: str) -> Response:
     """Multipart transfer: one PUT per part, written in place at its offset of the object's file.
 
-    The ETag we answer (the part's sha256) is echoed back on completion; an empty marker file
+    The ETag we answer (a random receipt) is echoed back on completion; an empty marker file
     named by it records that the part arrived whole.  Parts share one file so that completion
     only hashes it: no join copy of the whole object.
     """
@@ -168,13 +176,16 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
     d.mkdir(exist_ok=True)
     for old in d.glob(f"{n:05d}.*"):  # a retried part is whole again only once it arrives whole
         old.unlink(missing_ok=True)
+    expected = min(PART_SIZE, nbytes - (n - 1) * PART_SIZE)
     try:
-        digest, _ = await _stream_to(request, d / OBJECT, min(PART_SIZE, nbytes - (n - 1) * PART_SIZE),
-                                     offset=(n - 1) * PART_SIZE, fsync=False)
+        got = await _stream_to(request, d / OBJECT, expected, offset=(n - 1) * PART_SIZE, fsync=False)
     except ClientDisconnect:
         return Response(b"", status_code=400)
-    (d / f"{n:05d}.{digest}").touch()
-    return Response(b"", headers={"ETag": f'"{digest}"'})
+    if got != expected:
+        raise bad_request(f"Part {n} is {got} bytes; it must be {expected}")
+    receipt = secrets.token_hex(16)
+    (d / f"{n:05d}.{receipt}").touch()
+    return Response(b"", headers={"ETag": f'"{receipt}"'})
 
 
 async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, size: str, expiry: str,
@@ -186,7 +197,7 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
     parts = []
     for p in field_objects(data, "parts"):
         number, etag = field(p, "partNumber", int), text(p, "etag")
-        if number is None or not 1 <= number <= -(-nbytes // PART_SIZE) or not SHA256_RE.match(etag.strip('"')):
+        if number is None or not 1 <= number <= -(-nbytes // PART_SIZE) or not PART_ETAG.match(etag.strip('"')):
             raise bad_request(f"Invalid part {p!r}")
         parts.append((number, etag.strip('"')))
     for number, etag in sorted(parts):

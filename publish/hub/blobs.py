@@ -108,10 +108,11 @@ class BlobStore:
         """(sha256, size) of a file written in pieces, made durable before anything refers to it."""
         h = hashlib.sha256()
         size = 0
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
+        buf = memoryview(bytearray(CHUNK))
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                h.update(buf[:n])
+                size += n
             if self.durable:
                 os.fsync(f.fileno())
         return h.hexdigest(), size

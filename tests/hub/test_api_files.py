@@ -213,8 +213,8 @@ def test_a_multipart_upload_lands_whole_and_a_bad_part_is_refused(api: HfApi, hu
 
 
 def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hub, repo: str, tmp_path: Path) -> None:
-    """Parts in order are hashed as they arrive; out of order or retried, the completion hashes the file:
-    either way the object stored is the one uploaded, and the wrong bytes of a retried part are gone."""
+    """Parts may come in any order or again; the completion hashes the file: the object stored is the
+    one uploaded, and the wrong bytes of a retried part are gone.  A short part gets no receipt."""
     from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
 
     data = os.urandom((64 << 20) + 4321)
@@ -229,6 +229,12 @@ def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hu
         r = session.put(action["header"][f"{i:05d}"], content=piece or data[(i - 1) * chunk:i * chunk])
         assert r.status_code == 200
         etags[i] = r.headers["etag"]
+    r = session.put(action["header"]["00001"], content=data[:1000])  # cut short: refused, part 1 has no receipt now
+    assert r.status_code == 400 and "must be" in r.text
+    r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": [{"partNumber": i, "etag": e} for i, e in etags.items()]})
+    assert r.status_code == 400 and "Part 1 missing" in r.text
+    r = session.put(action["header"]["00001"], content=data[:chunk])
+    etags[1] = r.headers["etag"]
     r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": [{"partNumber": i, "etag": e} for i, e in etags.items()]})
     assert r.status_code == 200, r.text
     (tmp_path / "big.bin").write_bytes(data)  # the batch answer now says "stored": nothing is sent again
