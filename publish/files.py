@@ -10,6 +10,8 @@ checkpoints and the publisher.
 ...     _ = (folder / name).write_bytes(b"abc")
 >>> [p.name for p in variant_files(folder, "tf")], sha256(folder / "notes.txt")[:12]
 (['tf_model.h5'], 'ba7816bf8f01')
+>>> digest(folder / "notes.txt")
+FileDigest(size=3, sha256='ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad', sample=b'abc')
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import hashlib
 from pathlib import Path
 
 from tensorferry.converters.constants import FILES
+from tensorferry.converters.formats.digest import SAMPLE, FileDigest
 
 
 def is_variant_file(name: str, fw: str) -> bool:
@@ -35,3 +38,11 @@ def sha256(path: Path) -> str:
     """The hex sha256 of the file at PATH, read in blocks."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def digest(path: Path) -> FileDigest:
+    """Size, sha256 and first bytes of the file at PATH: what the Hub client needs to upload it."""
+    with open(path, "rb") as fh:
+        sample = fh.read(SAMPLE)
+        fh.seek(0)
+        return FileDigest(path.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest(), sample)

@@ -19,6 +19,7 @@ read when planning).  ``dry_run`` stops before the first write and returns the p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import shutil
 import sys
@@ -26,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from tensorferry.converters.verify.run import verify_dir
 from . import card as cards
 from . import committing
 from . import variants as variants_
+from .files import digest as _digest
 from .files import is_variant_file
 from .files import sha256 as _sha256  # shared with the checkpoints (resume.state)
 from .hub_io import REPO_ID, Hub, call, fetch
@@ -150,9 +153,11 @@ def publish(src: str | Path, repo_id: str, *, to: Sequence[str] | str | None = N
         made = [fw for fw in targets if fw != kept]
         _check_space(staging, source.nbytes * len(made))
         say(f"source: {src_path} ({source.framework}); converting to {', '.join(made) or 'nothing'}")
-        converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress, digests=True,
-                            structure=structure) if made else None
-        files, by_fw = _files(src_path, source, kept, staging, converted)
+        with _hashing(list(source.files) if kept else []) as hashes:
+            converted = convert(source, staging, to=made, max_shard_size=max_shard_size, progress=progress,
+                                digests=True, structure=structure) if made else None
+            files, by_fw = _files(src_path, source, kept, staging, converted)
+            files = [dataclasses.replace(f, digest=hashes[f.local].result()) if f.local in hashes else f for f in files]
         files += _extras(extras or {}, files)
         extra = variants_.parse(variants)
         by_variant, checks = {}, {}
@@ -211,6 +216,18 @@ def _staging(work_dir: str | Path | None) -> Iterator[Path]:
         yield root
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _hashing(paths: list[Path]) -> Iterator[dict[Path, Future[FileDigest]]]:
+    """Digests of the files published as they are, computed on a thread while the conversion runs: the
+    upload needs their sha256, and reading them afterwards would be a pass of its own.  Leaving the
+    block early drops the ones not started."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="tensorferry-hash")
+    try:
+        yield {p: pool.submit(_digest, p) for p in paths}
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _check_space(staging: Path, needed: int) -> None:
@@ -401,7 +418,7 @@ def _push(hub: Hub, repo_id: str, result: PublishResult, remote: Remote, create_
         if f.action == "unchanged":
             continue
         op = CommitOperationAdd(f.path, str(f.local))
-        if f.digest is not None:  # hashed while written: the client need not read the file to hash it
+        if f.digest is not None:  # hashed while written (or beside the conversion): the client need not read it again
             op.upload_info = UploadInfo(size=f.digest.size, sample=f.digest.sample, sha256=bytes.fromhex(f.digest.sha256))
         ops.append(op)
     say(f"uploading {len(ops)} files to {hub.repo_url(repo_id)} ...")
