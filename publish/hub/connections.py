@@ -22,6 +22,8 @@ import time
 from typing import Any
 
 import h11
+from h11._readers import ContentLengthReader as _ContentLengthReader
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .errors import ApiError
@@ -145,7 +147,13 @@ class HubProtocol(H11Protocol):
             if self.drained > DRAIN_BYTES:
                 self.transport.close()
                 return
-        super().data_received(data)
+            super().data_received(data)
+        else:
+            rest = self._body_direct(data)
+            if rest:
+                super().data_received(rest)
+            elif self.conn.their_state is h11.SEND_BODY:
+                self.handle_events()  # the body is complete: h11 answers EndOfMessage
         state = self.conn.their_state
         if state is not h11.IDLE:
             self.fresh.pop(self, None)
@@ -159,6 +167,30 @@ class HubProtocol(H11Protocol):
                 self._arm("body", self.limits.idle_timeout)
         elif self.timer_kind in ("head", "body"):
             self._disarm()  # the whole request is in; the application takes its time
+
+    def _body_direct(self, data: bytes) -> bytes:
+        """Hand the bytes of a Content-Length body straight to the application; returns what follows it.
+
+        Through h11 and uvicorn every byte is copied five times, in 256 KiB pieces (1 s of CPU per GiB uploaded
+        here).  This path is taken only between h11's own events: a body with a Content-Length whose
+        head h11 parsed, nothing left in h11's buffer, the answer not sent yet.  h11 still parses the
+        head, chunked bodies, the end of the message and whatever follows it.
+        """
+        reader = getattr(self.conn, "_reader", None)
+        if (self.cycle is None or self.conn.their_state is not h11.SEND_BODY or self.conn.our_state is h11.DONE
+                or type(reader) is not _ContentLengthReader or self.conn.trailing_data[0]):
+            return data
+        n = min(len(data), reader._remaining)
+        if n == 0:
+            return data
+        chunk = data if n == len(data) else data[:n]
+        # uvicorn hands the application bytes(body): a bytes object goes through without a copy
+        self.cycle.body = chunk if not self.cycle.body else self.cycle.body + chunk
+        reader._remaining -= n
+        if len(self.cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        self.cycle.message_event.set()
+        return data[n:]
 
     def on_response_complete(self) -> None:
         self.served += 1

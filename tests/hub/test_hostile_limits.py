@@ -145,6 +145,36 @@ def test_lfs_upload_cannot_exceed_its_ticket(server, repo: str) -> None:
     assert_healthy(hub.url)
 
 
+def test_a_body_in_odd_pieces_with_a_pipelined_request_behind_it(server, repo: str) -> None:
+    """Content-Length bodies skip h11's buffer (connections._body_direct): the pieces still add up to the
+    object, and a request sent right behind the body, in the same packet, is still answered."""
+    hub, token = server
+    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
+
+    data = os.urandom(3 * MB + 17)
+    info = UploadInfo(sha256=hashlib.sha256(data).digest(), size=len(data), sample=data[:512])
+    batch = lambda: post_lfs_batch_info(upload_infos=[info], token=token, repo_type="model", repo_id=repo,  # noqa: E731
+                                        endpoint=hub.url)[0][0]
+    path = "/" + batch()["actions"]["upload"]["href"].split("/", 3)[3]
+    head = _head(hub.url, "PUT", path, None, len(data), "application/octet-stream")
+    cuts = [0, 1, 4096, 70000, MB + 3, 2 * MB, len(data) - 5]
+    pieces = [head + data[:1]] + [data[a:b] for a, b in zip(cuts[1:], cuts[2:])]
+    pieces.append(data[cuts[-1]:] + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    with socket.create_connection(host_port(hub.url), timeout=30) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+            time.sleep(0.01)
+        got = b""
+        while got.count(b"HTTP/1.1 ") < 2 or not got.rstrip().endswith(b"}"):
+            part = sock.recv(65536)
+            assert part, got
+            got += part
+    first, second = got.split(b"HTTP/1.1 ")[1:3]
+    assert first.startswith(b"200") and second.startswith(b"200") and b'"ok"' in second, got
+    assert "actions" not in batch()  # stored whole: nothing left to upload
+    assert_healthy(hub.url)
+
+
 # --- timeouts ------------------------------------------------------------------------------------
 
 def _closed_after(sock: socket.socket, limit: float) -> tuple[float, bytes]:
