@@ -2,10 +2,10 @@
 
 Upload requests carry no Authorization header (the client drops it), so the batch answer hands
 out URLs signed with the data dir's secret, bound to (repository, oid, size, expiry). Bodies are
-streamed to a temporary file and hashed while written; only a verified file is renamed into
-the content-addressed store, so memory stays flat whatever the file size.  A multipart object is
-hashed once, at its completion (in a worker thread, from the page cache); a part's ETag is a
-receipt that it arrived whole, not a second sha256 of every byte.
+streamed to a temporary file, then hashed once, in a worker thread (from the page cache, so the
+event loop keeps serving other clients); only a verified file is renamed into the content-addressed
+store, so memory stays flat whatever the file size.  A multipart object is hashed at its
+completion; a part's ETag is a receipt that it arrived whole, not a second sha256 of every byte.
 """
 from __future__ import annotations
 
@@ -100,10 +100,10 @@ async def batch(ctx: HubContext, request: Request, ns: str, name: str, t: str = 
     return Response(body, media_type=LFS_JSON)
 
 
-async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, fsync: bool = True,
-                     digest: Any = None) -> int:
-    """Write the body to `path` from `offset`, updating `digest` with it; 400 (the upload URL's size)
-    once it passes `limit`.  Returns the bytes written."""
+async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0) -> int:
+    """Write the body to `path` from `offset`; 400 (the upload URL's size) once it passes `limit`.
+    Returns the bytes written.  Hashing is left to a worker thread afterwards: done here, it would
+    hold the event loop, and every other client with it, for ~1 s per GiB."""
     size = 0
     declared = declared_length(request)
     if declared is not None and declared > limit:
@@ -114,14 +114,10 @@ async def _stream_to(request: Request, path: Path, limit: int, offset: int = 0, 
             if size + len(chunk) > limit:
                 raise bad_request(f"Upload exceeds the {limit} bytes this URL was issued for")
             if chunk:
-                if digest is not None:
-                    digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.pwrite(fd, view, offset + size + len(chunk) - len(view)):]
                 size += len(chunk)
-        if fsync:
-            await run_in_threadpool(os.fsync, fd)  # can take a while for big files
     finally:
         os.close(fd)
     return size
@@ -134,9 +130,8 @@ async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size
     fd, tmp = ctx.store.blobs.tmp_file(".upload")
     os.close(fd)
     try:
-        digest = hashlib.sha256()
-        got_size = await _stream_to(request, tmp, nbytes, fsync=ctx.store.blobs.durable, digest=digest)
-        got = digest.hexdigest()
+        got_size = await _stream_to(request, tmp, nbytes)
+        got, _ = await run_in_threadpool(ctx.store.blobs.hash_and_sync, tmp)
         if got != oid or got_size != nbytes:
             raise bad_request(f"Uploaded content does not match oid {oid} / size {nbytes} (got {got_size} bytes)")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)
@@ -178,7 +173,7 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
         old.unlink(missing_ok=True)
     expected = min(PART_SIZE, nbytes - (n - 1) * PART_SIZE)
     try:
-        got = await _stream_to(request, d / OBJECT, expected, offset=(n - 1) * PART_SIZE, fsync=False)
+        got = await _stream_to(request, d / OBJECT, expected, offset=(n - 1) * PART_SIZE)
     except ClientDisconnect:
         return Response(b"", status_code=400)
     if got != expected:
