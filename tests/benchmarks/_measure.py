@@ -1,10 +1,12 @@
-"""Shared by the benchmark scripts: run a command and sample its anonymous memory."""
+"""Shared by the benchmark scripts: run a command and sample its anonymous memory; CPU seconds used."""
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 
 def rss_anon_kib(pid: int) -> int:
@@ -30,6 +32,23 @@ def _tree(pid: int) -> list[int]:
         except (FileNotFoundError, ProcessLookupError):
             pass
     return out
+
+
+def cpu_seconds(*pids: int, own: bool = True) -> float:
+    """CPU seconds (user + system) used so far by this process (unless not OWN), its reaped children
+    and the live processes PIDS (a server started beside the measured run)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = children.ru_utime + children.ru_stime
+    if own:
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        total += me.ru_utime + me.ru_stime
+    return total + sum(process_cpu(pid) for pid in pids)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the live process PID, its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(cmd: list[str], interval: float = 0.01, env: dict | None = None) -> tuple[float, int]:
