@@ -1,7 +1,8 @@
 """Content-addressed file store: LFS objects by sha256, regular files by git blob sha1.
 
-Every write goes to a temporary file under `tmp/`, is hashed while written, fsynced and only
-then renamed into place, so a crash never leaves a half object under its final name.
+Every write goes to a temporary file under `tmp/`, is hashed (while written, or an upload right
+after, from the page cache), fsynced and only then renamed into place, so a crash never leaves a
+half object under its final name.
 
 >>> import tempfile, pathlib
 >>> store = BlobStore(pathlib.Path(tempfile.mkdtemp()))
