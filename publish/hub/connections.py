@@ -11,6 +11,9 @@ read before any ASGI application runs: only the protocol can time it out.
   still waiting for its first request head (a slow or idle client), else the oldest idle keep-alive
   one; if every connection has a request in flight, the new one gets 503.
 
+The bytes of a Content-Length body go from the socket to the application directly, past h11's
+buffer (``HubProtocol._body_direct``); h11 still parses everything else.
+
 The limits themselves (``Limits``) live in ``limits.py``, so the command line reads their
 defaults without importing uvicorn.
 """
@@ -22,7 +25,6 @@ import time
 from typing import Any
 
 import h11
-from h11._readers import ContentLengthReader as _ContentLengthReader
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -30,6 +32,11 @@ from .errors import ApiError
 from .faults import Faults
 from .limits import Limits
 from .responses import error_response
+
+try:  # h11's own reader class: the direct body path below checks for it; without it, h11 reads every body
+    from h11._readers import ContentLengthReader as _ContentLengthReader
+except ImportError:  # pragma: no cover - a future h11
+    _ContentLengthReader = None
 
 log = logging.getLogger("tensorferry.hub")
 
@@ -171,14 +178,14 @@ class HubProtocol(H11Protocol):
     def _body_direct(self, data: bytes) -> bytes:
         """Hand the bytes of a Content-Length body straight to the application; returns what follows it.
 
-        Through h11 and uvicorn every byte is copied five times, in 256 KiB pieces (1 s of CPU per GiB uploaded
-        here).  This path is taken only between h11's own events: a body with a Content-Length whose
-        head h11 parsed, nothing left in h11's buffer, the answer not sent yet.  h11 still parses the
-        head, chunked bodies, the end of the message and whatever follows it.
+        Through h11 and uvicorn every byte is copied five times, in 256 KiB pieces (1 s of CPU per
+        GiB uploaded here).  This path is taken only between h11's own events: a body with a
+        Content-Length whose head h11 parsed, nothing left in h11's buffer, the answer not sent yet.
+        h11 still parses the head, chunked bodies, the end of the message and whatever follows it.
         """
         reader = getattr(self.conn, "_reader", None)
         if (self.cycle is None or self.conn.their_state is not h11.SEND_BODY or self.conn.our_state is h11.DONE
-                or type(reader) is not _ContentLengthReader or self.conn.trailing_data[0]):
+                or _ContentLengthReader is None or type(reader) is not _ContentLengthReader or self.conn.trailing_data[0]):
             return data
         n = min(len(data), reader._remaining)
         if n == 0:
