@@ -167,9 +167,12 @@ async def upload_part(ctx: HubContext, request: Request, repo_id: str, oid: str,
     n = int(part)
     if not 1 <= n <= -(-nbytes // PART_SIZE):
         raise bad_request(f"Invalid part number {part}")
+    if (rid, oid) in ctx.completing:
+        raise ApiError(409, f"The upload of {oid} is being completed: its parts can no longer change", "Conflict")
     d = _parts_dir(ctx, rid, oid)
     d.mkdir(exist_ok=True)
-    for old in d.glob(f"{n:05d}.*"):  # a retried part is whole again only once it arrives whole
+    # A part arriving again is whole only once it has arrived whole; until then a completion finds it missing.
+    for old in d.glob(f"{n:05d}.*"):
         old.unlink(missing_ok=True)
     expected = min(PART_SIZE, nbytes - (n - 1) * PART_SIZE)
     try:
@@ -200,6 +203,10 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
             raise bad_request(f"Part {number} missing or its etag does not match")
     if len({n for n, _ in parts}) != -(-nbytes // PART_SIZE):
         raise bad_request("Wrong number of parts")
+    key = (rid, oid)
+    if key in ctx.completing:
+        raise ApiError(409, f"The upload of {oid} is already being completed", "Conflict")
+    ctx.completing.add(key)  # from here to the end, a part arriving is refused: it would write into the object
     joined = d / OBJECT
     try:
         got, got_size = await run_in_threadpool(ctx.store.blobs.hash_and_sync, joined)
@@ -207,6 +214,7 @@ async def complete(ctx: HubContext, request: Request, repo_id: str, oid: str, si
             raise bad_request(f"Joined parts do not match oid {oid} / size {nbytes}")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, joined, oid)
     finally:
+        ctx.completing.discard(key)
         shutil.rmtree(d, ignore_errors=True)
     _link(ctx, rid, oid, nbytes)
     return Response(b"", status_code=200)

@@ -79,6 +79,9 @@ class HubContext:
     page_size: int = 1000
     secret: bytes = field(default=b"")
     body_timeout: float = 60.0
+    # Multipart uploads being completed, by (repository id, oid): a part that arrived now would write
+    # into the object while it is hashed and published.
+    completing: set[tuple[int, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         if not self.secret:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,50 @@ def test_a_multipart_upload_lands_whole_and_a_bad_part_is_refused(api: HfApi, hu
     assert r.status_code == 400 and "do not match" in r.text
     r = session.post(action["href"], json={"oid": info.sha256.hex(), "parts": etags[:4]})
     assert r.status_code == 400
+
+
+def test_a_part_arriving_during_or_before_the_completion_never_changes_the_object(api: HfApi, hub, repo: str) -> None:
+    """A part still arriving (or sent while the completion hashes the object) would write into the object
+    after it is checked: the completion finds such a part missing, a part sent during it is refused,
+    and the object stored under the oid is always the one uploaded."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
+
+    data = os.urandom((64 << 20) + 999)
+    info = UploadInfo(sha256=hashlib.sha256(data).digest(), size=len(data), sample=data[:512])
+    action = post_lfs_batch_info(upload_infos=[info], token=api.token, repo_type="model", repo_id=repo,
+                                 endpoint=hub.url)[0][0]["actions"]["upload"]
+    chunk, session = int(action["header"]["chunk_size"]), get_session()
+    n = -(-len(data) // chunk)
+    etags = {i: session.put(action["header"][f"{i:05d}"], content=data[(i - 1) * chunk:i * chunk]).headers["etag"]
+             for i in range(1, n + 1)}
+    body = lambda: {"oid": info.sha256.hex(), "parts": [{"partNumber": i, "etag": e} for i, e in etags.items()]}  # noqa: E731
+    url = urlsplit(action["header"]["00002"])
+    with socket.create_connection((url.hostname, url.port)) as sock:  # part 2 again, zeros, half sent
+        sock.sendall(f"PUT {url.path} HTTP/1.1\r\nHost: x\r\nContent-Length: {chunk}\r\n\r\n".encode())
+        sock.sendall(bytes(chunk // 2))
+        time.sleep(0.3)
+        r = session.post(action["href"], json=body())
+        assert r.status_code == 400 and "Part 2 missing" in r.text, r.text
+    etags[2] = session.put(action["header"]["00002"], content=data[chunk:2 * chunk]).headers["etag"]
+    # Part 1 as zeros, sent while the completion runs: refused, or too late to touch the stored object.
+    done = {}
+    racer = threading.Thread(target=lambda: done.update(racer=session.put(action["header"]["00001"], content=bytes(chunk))))
+    completer = threading.Thread(target=lambda: done.update(r=session.post(action["href"], json=body())))
+    completer.start()
+    racer.start()
+    completer.join()
+    racer.join()
+    assert done["r"].status_code in (200, 400), done["r"].text
+    assert done["racer"].status_code in (200, 409), done["racer"].text  # 409: it came during the completion
+    assert done["racer"].status_code == 200 or done["r"].status_code == 200
+    if done["r"].status_code == 400:  # the zeros came first and took part 1's receipt: send it again
+        etags[1] = session.put(action["header"]["00001"], content=data[:chunk]).headers["etag"]
+        assert session.post(action["href"], json=body()).status_code == 200
+    stored = hub.data_dir / "objects" / "lfs" / info.sha256.hex()[:2] / info.sha256.hex()[2:4] / info.sha256.hex()
+    assert sha256_file(stored) == info.sha256.hex()
 
 
 def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hub, repo: str, tmp_path: Path) -> None:
