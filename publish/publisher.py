@@ -24,6 +24,7 @@ import fnmatch
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -222,11 +223,13 @@ def _staging(work_dir: str | Path | None) -> Iterator[Path]:
 def _hashing(paths: list[Path]) -> Iterator[dict[Path, Future[FileDigest]]]:
     """Digests of the files published as they are, computed on a thread while the conversion runs: the
     upload needs their sha256, and reading them afterwards would be a pass of its own.  Leaving the
-    block early drops the ones not started."""
+    block early (an error, Ctrl-C) drops the ones not started and stops the one running."""
+    stop = threading.Event()
     pool = ThreadPoolExecutor(1, thread_name_prefix="tensorferry-hash")
     try:
-        yield {p: pool.submit(_digest, p) for p in paths}
+        yield {p: pool.submit(_digest, p, stop) for p in paths}
     finally:
+        stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
