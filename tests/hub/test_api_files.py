@@ -213,6 +213,16 @@ def test_a_multipart_upload_lands_whole_and_a_bad_part_is_refused(api: HfApi, hu
     assert r.status_code == 400
 
 
+def _multipart(api: HfApi, hub, repo: str, data: bytes) -> tuple[object, dict, int]:
+    """The LFS batch answer for DATA (over 64 MiB): (its UploadInfo, the upload action, the part size)."""
+    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
+
+    info = UploadInfo(sha256=hashlib.sha256(data).digest(), size=len(data), sample=data[:512])
+    action = post_lfs_batch_info(upload_infos=[info], token=api.token, repo_type="model", repo_id=repo,
+                                 endpoint=hub.url)[0][0]["actions"]["upload"]
+    return info, action, int(action["header"]["chunk_size"])
+
+
 def test_a_part_arriving_during_or_before_the_completion_never_changes_the_object(api: HfApi, hub, repo: str) -> None:
     """A part still arriving (or sent while the completion hashes the object) would write into the object
     after it is checked: the completion finds such a part missing, a part sent during it is refused,
@@ -220,14 +230,9 @@ def test_a_part_arriving_during_or_before_the_completion_never_changes_the_objec
     import socket
     from urllib.parse import urlsplit
 
-    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
-
     data = os.urandom((64 << 20) + 999)
-    info = UploadInfo(sha256=hashlib.sha256(data).digest(), size=len(data), sample=data[:512])
-    action = post_lfs_batch_info(upload_infos=[info], token=api.token, repo_type="model", repo_id=repo,
-                                 endpoint=hub.url)[0][0]["actions"]["upload"]
-    chunk, session = int(action["header"]["chunk_size"]), get_session()
-    n = -(-len(data) // chunk)
+    info, action, chunk = _multipart(api, hub, repo, data)
+    session, n = get_session(), -(-len(data) // chunk)
     etags = {i: session.put(action["header"][f"{i:05d}"], content=data[(i - 1) * chunk:i * chunk]).headers["etag"]
              for i in range(1, n + 1)}
     body = lambda: {"oid": info.sha256.hex(), "parts": [{"partNumber": i, "etag": e} for i, e in etags.items()]}  # noqa: E731
@@ -260,14 +265,9 @@ def test_a_part_arriving_during_or_before_the_completion_never_changes_the_objec
 def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hub, repo: str, tmp_path: Path) -> None:
     """Parts may come in any order or again; the completion hashes the file: the object stored is the
     one uploaded, and the wrong bytes of a retried part are gone.  A short part gets no receipt."""
-    from huggingface_hub.lfs import UploadInfo, post_lfs_batch_info
-
     data = os.urandom((64 << 20) + 4321)
-    info = UploadInfo(sha256=hashlib.sha256(data).digest(), size=len(data), sample=data[:512])
-    action = post_lfs_batch_info(upload_infos=[info], token=api.token, repo_type="model", repo_id=repo,
-                                 endpoint=hub.url)[0][0]["actions"]["upload"]
-    chunk, session = int(action["header"]["chunk_size"]), get_session()
-    n = -(-len(data) // chunk)
+    info, action, chunk = _multipart(api, hub, repo, data)
+    session, n = get_session(), -(-len(data) // chunk)
     etags = {}
     # 1 then 2 with the wrong bytes (hashed in order), 2 again right, then the rest backwards
     for i, piece in [(1, None), (2, b"x" * chunk), (2, None), *[(i, None) for i in range(n, 2, -1)]]:
