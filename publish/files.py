@@ -20,15 +20,11 @@ concurrent.futures._base.CancelledError: hashing .../notes.txt stopped
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import threading
-from concurrent.futures import CancelledError
 from pathlib import Path
 
 from tensorferry.converters.constants import FILES
-from tensorferry.converters.formats.digest import SAMPLE, FileDigest
-
-BLOCK = 4 << 20
+from tensorferry.converters.formats.digest import FileDigest, HashingWriter
 
 
 def is_variant_file(name: str, fw: str) -> bool:
@@ -44,21 +40,12 @@ def variant_files(folder: Path, fw: str) -> list[Path]:
 
 def sha256(path: Path) -> str:
     """The hex sha256 of the file at PATH, read in blocks."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    return digest(path).sha256
 
 
 def digest(path: Path, stop: threading.Event | None = None) -> FileDigest:
     """Size, sha256 and first bytes of the file at PATH: what the Hub client needs to upload it.
     STOP, once set by another thread, ends the reading early (``CancelledError``): a multi-GB file
     must not keep a process that gave up waiting for it."""
-    h, size, sample = hashlib.sha256(), 0, b""
-    buf = memoryview(bytearray(BLOCK))
     with open(path, "rb", buffering=0) as fh:
-        while n := fh.readinto(buf):
-            if stop is not None and stop.is_set():
-                raise CancelledError(f"hashing {path} stopped")
-            sample = sample or bytes(buf[:min(n, SAMPLE)])
-            h.update(buf[:n])
-            size += n
-    return FileDigest(size, h.hexdigest(), sample)
+        return HashingWriter(None).read(fh, stop).digest()

@@ -10,10 +10,14 @@ which huggingface_hub's preupload request carries.
 >>> d = w.digest()
 >>> d.size, d.sha256[:12], d.sample
 (5, '2cf24dba5fb0', b'hello')
+>>> HashingWriter(None).read(io.BytesIO(b"hello")).digest() == d
+True
 """
 from __future__ import annotations
 
 import hashlib
+import threading
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -55,6 +59,16 @@ class HashingWriter:
         if len(self._sample) < SAMPLE:
             self._sample += view[: SAMPLE - len(self._sample)]
         self.size += len(view)
+
+    def read(self, fh: BinaryIO, stop: threading.Event | None = None) -> "HashingWriter":
+        """Hash what is left of the open (unbuffered) file FH, block by block: a file written elsewhere.
+        STOP, once set by another thread, ends the reading early (``CancelledError``)."""
+        buf = memoryview(bytearray(BUFFER))
+        while n := fh.readinto(buf):
+            if stop is not None and stop.is_set():
+                raise CancelledError(f"hashing {getattr(fh, 'name', 'a file')} stopped")
+            self.update(buf[:n])
+        return self
 
     def digest(self) -> FileDigest:
         return FileDigest(self.size, self._hash.hexdigest() if self._hash is not None else None, bytes(self._sample))

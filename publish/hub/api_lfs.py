@@ -130,8 +130,8 @@ async def upload(ctx: HubContext, request: Request, repo_id: str, oid: str, size
     fd, tmp = ctx.store.blobs.tmp_file(".upload")
     os.close(fd)
     try:
-        got_size = await _stream_to(request, tmp, nbytes)
-        got, _ = await run_in_threadpool(ctx.store.blobs.hash_and_sync, tmp)
+        await _stream_to(request, tmp, nbytes)
+        got, got_size = await run_in_threadpool(ctx.store.blobs.hash_and_sync, tmp)
         if got != oid or got_size != nbytes:
             raise bad_request(f"Uploaded content does not match oid {oid} / size {nbytes} (got {got_size} bytes)")
         await run_in_threadpool(ctx.store.blobs.publish_lfs, tmp, oid)

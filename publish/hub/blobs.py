@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from tensorferry.converters.formats.digest import HashingWriter
+
 CHUNK = 1 << 20
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 SHA1_RE = re.compile(r"^[0-9a-f]{40}$")
@@ -107,16 +109,11 @@ class BlobStore:
 
     def hash_and_sync(self, path: Path) -> tuple[str, int]:
         """(sha256, size) of a file written in pieces, made durable before anything refers to it."""
-        h = hashlib.sha256()
-        size = 0
-        buf = memoryview(bytearray(CHUNK))
         with open(path, "rb", buffering=0) as f:
-            while n := f.readinto(buf):
-                h.update(buf[:n])
-                size += n
+            hashing = HashingWriter(None).read(f)
             if self.durable:
                 os.fsync(f.fileno())
-        return h.hexdigest(), size
+        return hashing.digest().sha256, hashing.size
 
     def open_content(self, sha1: str, lfs_oid: str | None) -> Path:
         """Path of a file's real bytes, whether stored as LFS or regular."""

@@ -15,6 +15,7 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RevisionN
 from huggingface_hub.utils import get_session
 
 from .hub_helpers import sha256_file
+from tensorferry.publish.hub.blobs import BlobStore
 
 
 @pytest.fixture
@@ -258,8 +259,7 @@ def test_a_part_arriving_during_or_before_the_completion_never_changes_the_objec
     if done["r"].status_code == 400:  # the zeros came first and took part 1's receipt: send it again
         etags[1] = session.put(action["header"]["00001"], content=data[:chunk]).headers["etag"]
         assert session.post(action["href"], json=body()).status_code == 200
-    stored = hub.data_dir / "objects" / "lfs" / info.sha256.hex()[:2] / info.sha256.hex()[2:4] / info.sha256.hex()
-    assert sha256_file(stored) == info.sha256.hex()
+    assert sha256_file(BlobStore(hub.data_dir).lfs_path(info.sha256.hex())) == info.sha256.hex()
 
 
 def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hub, repo: str, tmp_path: Path) -> None:
@@ -269,7 +269,7 @@ def test_multipart_parts_out_of_order_or_retried_still_land_whole(api: HfApi, hu
     info, action, chunk = _multipart(api, hub, repo, data)
     session, n = get_session(), -(-len(data) // chunk)
     etags = {}
-    # 1 then 2 with the wrong bytes (hashed in order), 2 again right, then the rest backwards
+    # 1, then 2 with the wrong bytes, 2 again right, then the rest backwards
     for i, piece in [(1, None), (2, b"x" * chunk), (2, None), *[(i, None) for i in range(n, 2, -1)]]:
         r = session.put(action["header"][f"{i:05d}"], content=piece or data[(i - 1) * chunk:i * chunk])
         assert r.status_code == 200
