@@ -39,6 +39,7 @@ import sys
 import time
 import tempfile
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,7 @@ class PushToHubCallback:
         self.errors: list[Exception] = []  # each failed push's error (training went on)
         self._cond = threading.Condition()
         self._queued: _Snapshot | None = None
+        self._remove_tmp: weakref.finalize | None = None
         self._busy = False
         self._thread: threading.Thread | None = None
         self._steps = 0  # steps seen (Keras: batches) and whether weights changed since the last snapshot
@@ -211,9 +213,10 @@ class PushToHubCallback:
             self._say(str(error), always=True)
         self._unhook()
         with self._cond:
-            tmp, self._tmp = self._tmp, None
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            self._tmp = None
+            remove, self._remove_tmp = self._remove_tmp, None
+        if remove is not None:
+            remove()
 
     def __enter__(self) -> "PushToHubCallback":
         return self
@@ -229,6 +232,10 @@ class PushToHubCallback:
                 if self.work_dir is not None:
                     self.work_dir.mkdir(parents=True, exist_ok=True)
                 self._tmp = Path(tempfile.mkdtemp(prefix="tensorferry-callback-", dir=self.work_dir))
+                # a callback dropped without close() (the exit hook only holds a weak reference) still
+                # removes its folder when it is collected or when the interpreter exits; made before
+                # _at_exit below, so weakref's exit handler runs after ours, which waits for the pushes
+                self._remove_tmp = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
             if self._exit_hook is None:
                 self._exit_hook = _at_exit(self)
             return self._tmp

@@ -79,6 +79,23 @@ def hub(tmp_path_factory) -> Iterator[Target]:
         yield Target(server.url, create_token(data, "alice", org="acme"), str(data))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temp_under_basetemp(tmp_path_factory) -> Iterator[None]:
+    """The temp folders of the code under test and of the subprocesses it starts go under pytest's
+    basetemp, which a passing run removes (``tmp_path_retention_policy``): a CI run leaves /tmp as it was."""
+    import tempfile
+
+    tmp = str(tmp_path_factory.mktemp("tmp"))
+    before = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = tmp, tmp
+    yield
+    if before[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before[0]
+    tempfile.tempdir = before[1]
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """With TENSORFERRY_NO_SKIPS=1 (set by tests/run.sh, which installs everything) a skip is a failure.

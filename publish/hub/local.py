@@ -71,16 +71,18 @@ class LocalHub:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + self.startup_timeout
-        while not ready.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                tail = self.log_path.read_text(errors="replace")[-2000:]
-                raise HubError(self.data_dir, f"local Hub did not start:\n{tail}")
-            time.sleep(0.05)
-        self.url = ready.read_text().strip()
-        ready.unlink()
-        ready.parent.rmdir()
+        try:
+            deadline = time.monotonic() + self.startup_timeout
+            while not ready.exists():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    tail = self.log_path.read_text(errors="replace")[-2000:]
+                    raise HubError(self.data_dir, f"local Hub did not start:\n{tail}")
+                time.sleep(0.05)
+            self.url = ready.read_text().strip()
+        finally:  # a server that never started leaves no folder behind either
+            ready.unlink(missing_ok=True)
+            ready.parent.rmdir()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
