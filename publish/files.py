@@ -20,11 +20,16 @@ concurrent.futures._base.CancelledError: hashing .../notes.txt stopped
 from __future__ import annotations
 
 import fnmatch
+import os
+import re
 import threading
 from pathlib import Path
 
 from tensorferry.converters.constants import FILES
-from tensorferry.converters.formats.digest import FileDigest, HashingWriter
+from tensorferry.converters.formats.digest import SAMPLE, FileDigest, HashingWriter
+
+CACHE_REPO_PREFIXES = ("models--", "datasets--", "spaces--")  # huggingface_hub's cache folders
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def is_variant_file(name: str, fw: str) -> bool:
@@ -49,3 +54,27 @@ def digest(path: Path, stop: threading.Event | None = None) -> FileDigest:
     must not keep a process that gave up waiting for it."""
     with open(path, "rb", buffering=0) as fh:
         return HashingWriter(None).read(fh, stop).digest()
+
+
+def cached_digest(path: Path) -> FileDigest | None:
+    """The digest of an LFS file in the HF cache, read from its name: huggingface_hub stores it as
+    ``models--…/blobs/<sha256>`` (the Hub's ``X-Linked-Etag``), so a multi-GB source republished from
+    the cache is not read again.  None for any other file (hash it with ``digest``).
+
+    >>> import tempfile
+    >>> blob = Path(tempfile.mkdtemp()) / "models--acme--tiny" / "blobs" / ("ab" * 32)
+    >>> blob.parent.mkdir(parents=True); _ = blob.write_bytes(b"weights")
+    >>> link = blob.parent.parent / "model.safetensors"; link.symlink_to(blob)
+    >>> cached_digest(link)
+    FileDigest(size=7, sha256='abababababababababababababababababababababababababababababababab', sample=b'weights')
+    >>> cached_digest(blob.parent.parent / "model.safetensors.copy") is None  # not in a cache's blobs
+    True
+    """
+    target = Path(path).resolve()
+    repo = target.parent.parent.name
+    if target.parent.name != "blobs" or not repo.startswith(CACHE_REPO_PREFIXES) or not _SHA256.fullmatch(target.name):
+        return None
+    with open(target, "rb") as fh:
+        sample = fh.read(SAMPLE)
+        size = os.fstat(fh.fileno()).st_size
+    return FileDigest(size, target.name, sample)

@@ -45,6 +45,7 @@ from tensorferry.converters.verify.run import verify_dir
 from . import card as cards
 from . import committing
 from . import variants as variants_
+from .files import cached_digest
 from .files import digest as _digest
 from .files import is_variant_file
 from .files import sha256 as _sha256  # shared with the checkpoints (resume.state)
@@ -222,15 +223,21 @@ def _staging(work_dir: str | Path | None) -> Iterator[Path]:
 @contextlib.contextmanager
 def _hashing(paths: list[Path]) -> Iterator[dict[Path, Future[FileDigest]]]:
     """Digests of the files published as they are, computed on a thread while the conversion runs: the
-    upload needs their sha256, and reading them afterwards would be a pass of its own.  Leaving the
-    block early (an error, Ctrl-C) drops the ones not started and stops the one running."""
+    upload needs their sha256, and reading them afterwards would be a pass of its own.  A source in
+    the HF cache is not read at all: its blob is named after its sha256.  Leaving the block early (an error, Ctrl-C) drops the ones not started and stops the one running."""
     stop = threading.Event()
     pool = ThreadPoolExecutor(1, thread_name_prefix="tensorferry-hash")
     try:
-        yield {p: pool.submit(_digest, p, stop) for p in paths}
+        yield {p: _done(known) if (known := cached_digest(p)) else pool.submit(_digest, p, stop) for p in paths}
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
 
 
 def _check_space(staging: Path, needed: int) -> None:

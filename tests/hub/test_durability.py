@@ -143,3 +143,20 @@ def test_kill_9_during_a_commit_leaves_the_previous_state(tmp_path: Path, big_fi
         assert "after.txt" in api.list_repo_files("alice/crash")
     db = sqlite3.connect(data_dir / "hub.sqlite3")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_object_is_hashed_while_it_is_synced_and_a_failed_sync_is_an_error(tmp_path: Path) -> None:
+    """``hash_and_sync`` runs fsync beside the hash pass; the digest is the file's, and an fsync that
+    fails is raised, not dropped with its thread (the object must then never be referred to)."""
+    from tensorferry.publish.hub.blobs import BlobStore, _fsync_into
+
+    data = os.urandom(3 << 20) + b"tail"
+    for durable in (True, False):
+        path = tmp_path / f"object-{durable}"
+        path.write_bytes(data)
+        assert BlobStore(tmp_path / "store", durable=durable).hash_and_sync(path) == (hashlib.sha256(data).hexdigest(), len(data))
+    fd = os.open(tmp_path / "object-True", os.O_RDONLY)
+    os.close(fd)
+    failed: list[OSError] = []
+    _fsync_into(fd, failed)  # a closed descriptor: fsync fails with EBADF
+    assert len(failed) == 1 and isinstance(failed[0], OSError)

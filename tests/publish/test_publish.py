@@ -171,6 +171,27 @@ def test_a_hub_repo_as_source_downloads_its_variant_and_sets_base_model(hub) -> 
     assert result.verification.passed
 
 
+def test_a_source_in_the_hf_cache_is_not_hashed_again_and_stays_unchanged(hub, tmp_path) -> None:
+    """huggingface_hub names an LFS blob after its sha256: the publisher takes the digest from the name
+    (nothing read, no hashing thread) and it is the file's real digest, so the source is left as it is."""
+    from tensorferry.publish.files import cached_digest, digest
+    from tensorferry.publish.hub_io import Hub, fetch
+    from tensorferry.publish.publisher import _hashing
+
+    repo = hub.repo("in-place")
+    publish(checkpoint_dir("cnn"), repo, endpoint=hub.url, token=hub.token, to="pt", quiet=True)
+    snapshot, _ = fetch(repo, Hub.resolve(hub.url, hub.token), cache_dir=str(tmp_path / "cache"))
+    weights = snapshot / "model.safetensors"
+    assert weights.is_symlink() and cached_digest(weights) == digest(weights)
+    with _hashing([weights]) as hashes:
+        assert hashes[weights].done()  # taken from the blob's name, not queued for the thread
+        assert hashes[weights].result() == digest(weights)
+    result = publish(repo, repo, to="pt,tf", endpoint=hub.url, token=hub.token, verify="weights", quiet=True,
+                     cache_dir=str(tmp_path / "cache"))
+    actions = {f.path: f.action for f in result.files}
+    assert actions["model.safetensors"] == "unchanged" and actions["tf_model.h5"] == "add", actions
+
+
 def test_an_existing_card_keeps_its_prose_and_metadata(hub) -> None:
     from huggingface_hub import ModelCard
 
