@@ -41,3 +41,16 @@ def test_docstring_examples(name: str, monkeypatch) -> None:
         runner.run(test)
     result = runner.summarize(verbose=False)
     assert result.failed == 0, f"{result.failed} failing example(s) in {name}"
+
+
+def test_benchmark_helper_examples() -> None:
+    """The benchmarks' shared measuring helpers (not part of the package) keep their examples true too."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "benchmarks"))
+    try:
+        import _measure
+    finally:
+        sys.path.remove(str(ROOT / "tests" / "benchmarks"))
+    result = doctest.testmod(_measure, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 1 and result.failed == 0

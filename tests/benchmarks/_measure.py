@@ -51,6 +51,24 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_ticks() -> list[int]:
+    """The machine's CPU time so far by kind (/proc/stat: user nice system idle iowait irq softirq steal)."""
+    with open("/proc/stat") as fh:
+        return [int(x) for x in fh.readline().split()[1:9]]
+
+
+def machine_share(before: list[int], after: list[int]) -> dict[str, float]:
+    """Shares of all cores' time between two ``machine_ticks``: busy (any process or the kernel's own
+    threads: page-cache writeback, softirqs), iowait and idle.
+
+    >>> machine_share([0] * 8, [30, 0, 20, 40, 10, 0, 0, 0])
+    {'busy': 0.5, 'iowait': 0.1, 'idle': 0.4}
+    """
+    d = [b - a for a, b in zip(before, after)]
+    total = sum(d) or 1
+    return {"busy": (total - d[3] - d[4]) / total, "iowait": d[4] / total, "idle": d[3] / total}
+
+
 def run(cmd: list[str], interval: float = 0.01, env: dict | None = None) -> tuple[float, int]:
     """Run ``cmd``; return (wall seconds, peak RssAnon in bytes summed over the process tree)."""
     peak = 0

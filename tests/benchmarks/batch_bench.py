@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _measure import cpu_seconds  # noqa: E402
+from _measure import cpu_seconds, machine_share, machine_ticks  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -109,24 +109,27 @@ def main() -> None:
                 opts = BatchOptions(name, endpoint=hub.url, token=token, verify=args.verify, workers=workers,
                                     dask_local=executor == "dask", journal=work / f"{name}.sqlite",
                                     report=work / f"{name}-report", cache_dir=str(work / f"cache-{name}"), progress=False)
-                t, cpu = time.perf_counter(), cpu_seconds(hub.pid)
+                t, cpu, ticks = time.perf_counter(), cpu_seconds(hub.pid), machine_ticks()
                 result = run_batch(opts, say=lambda *a: None)
                 wall, cpu = time.perf_counter() - t, cpu_seconds(hub.pid) - cpu
+                share = machine_share(ticks, machine_ticks())
                 pushed = sum(r["status"] == "pushed" for r in result.rows)
                 assert pushed == args.repos, result.line
-                results[(executor, workers)] = wall, cpu
+                results[(executor, workers)] = wall, cpu, share["busy"]
                 print(f"{executor:5} {workers} worker(s): {wall:6.1f} s for {args.repos} repos "
                       f"({wall / args.repos:.2f} s/repo wall; mean repo pipeline "
                       f"{statistics.mean(r['seconds'] for r in result.rows):.2f} s; CPU {cpu / args.repos:.2f} s/repo "
-                      f"= {cpu / wall:.2f} cores busy)", flush=True)
+                      f"= {cpu / wall:.2f} cores busy; whole machine {share['busy']:.0%} busy, "
+                      f"{share['iowait']:.0%} I/O wait, {share['idle']:.0%} idle)", flush=True)
     print(f"\nconversion itself (convert + verify {args.verify}, in process): {conversion:.2f} s/repo")
     for executor in args.executors.split(","):
-        (one, cpu), (two, _) = results[(executor, 1)], results[(executor, 2)]
+        (one, cpu, busy), (two, _, _) = results[(executor, 1)], results[(executor, 2)]
         # One worker already keeps cpu/one cores busy (conversion threads, hashing, the Hub server beside
-        # it): with the same CPU per repo, the machine's cores bound what two workers can gain.
+        # it): with the same CPU per repo, the machine's cores bound what two workers can gain.  The
+        # second ceiling counts the kernel's own threads too (writeback of what the Hub and the workers write).
         ceiling = one / (cpu / (os.cpu_count() or 1))
         print(f"{executor:5}: speed-up 1 → 2 workers {one / two:.2f}x (ceiling at full use of {os.cpu_count()} cores: "
-              f"{ceiling:.2f}x); per-repo overhead beyond conversion "
+              f"{ceiling:.2f}x by the processes' CPU, {1 / busy:.2f}x by the whole machine's); per-repo overhead beyond conversion "
               f"{one / args.repos - conversion:.2f} s (1 worker, planning and worker start-up included)")
     print(f"repos: {args.repos} × {args.mb:g} MB PT-only → + TF + Flax, verify {args.verify}")
     print(f"cores: {os.cpu_count()}; load average now: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
