@@ -233,8 +233,8 @@ class PushToHubCallback:
                     self.work_dir.mkdir(parents=True, exist_ok=True)
                 self._tmp = Path(tempfile.mkdtemp(prefix="tensorferry-callback-", dir=self.work_dir))
                 # a callback dropped without close() (the exit hook only holds a weak reference) still
-                # removes its folder when it is collected or when the interpreter exits; made before
-                # _at_exit below, so weakref's exit handler runs after ours, which waits for the pushes
+                # removes its folder when it is collected or at exit (weakref's atexit handler runs
+                # after _run_exit_hooks, which threading calls first and which waits for the pushes)
                 self._remove_tmp = weakref.finalize(self, shutil.rmtree, str(self._tmp), True)
             if self._exit_hook is None:
                 self._exit_hook = _at_exit(self)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,10 +69,10 @@ class LocalHub:
         cmd += [x for flag, value in self.options.items() if value is not None for x in (flag, str(value))]
         cmd += [] if self.durable else ["--no-fsync"]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                            stdin=subprocess.DEVNULL)
         try:
+            with open(self.log_path, "ab") as log:
+                self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                                stdin=subprocess.DEVNULL)
             deadline = time.monotonic() + self.startup_timeout
             while not ready.exists():
                 if self.process.poll() is not None or time.monotonic() > deadline:
@@ -80,9 +81,8 @@ class LocalHub:
                     raise HubError(self.data_dir, f"local Hub did not start:\n{tail}")
                 time.sleep(0.05)
             self.url = ready.read_text().strip()
-        finally:  # a server that never started leaves no folder behind either
-            ready.unlink(missing_ok=True)
-            ready.parent.rmdir()
+        finally:  # a server that never started (or died writing url.tmp) leaves no folder behind either
+            shutil.rmtree(ready.parent, ignore_errors=True)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

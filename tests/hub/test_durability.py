@@ -160,3 +160,20 @@ def test_an_object_is_hashed_while_it_is_synced_and_a_failed_sync_is_an_error(tm
     failed: list[OSError] = []
     _fsync_into(fd, failed)  # a closed descriptor: fsync fails with EBADF
     assert len(failed) == 1 and isinstance(failed[0], OSError)
+
+
+def test_a_hub_that_cannot_start_says_why_and_leaves_no_temp_folder(tmp_path: Path) -> None:
+    """The server exits at once (its port is taken): HubError with its log, and the folder the ready
+    file was to appear in is gone (each failed start used to leave one in /tmp)."""
+    import socket
+    import tempfile
+
+    from tensorferry.converters.errors import HubError
+
+    before = set(Path(tempfile.gettempdir()).glob("tf-hub-*"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(HubError, match="did not start"):
+            LocalHub(tmp_path / "data", port=taken.getsockname()[1], startup_timeout=60).start()
+    assert set(Path(tempfile.gettempdir()).glob("tf-hub-*")) == before

@@ -71,3 +71,19 @@ def test_close_with_a_timeout_abandons_what_is_left_and_says_so(hub, tmp_path) -
     timeouts = [e for e in callback.errors if isinstance(e, TimeoutError)]
     assert len(timeouts) == 1 and "abandoned" in str(timeouts[0]) and callback.errors[0] is timeouts[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_callback_dropped_without_close_removes_its_folder(hub, tmp_path) -> None:
+    """The exit hook holds the callback weakly, so a callback its owner drops after its pushes (no
+    close(), no with-block) would leave its empty folder behind: it is removed when collected."""
+    import gc
+
+    repo, work = hub.repo("dropped"), tmp_path / "work"
+    callback = PushToHubCallback(repo, frameworks=["pt"], token=hub.token, quiet=True, work_dir=work)
+    callback.on_epoch(twins.torch_model(), 1)
+    assert callback.wait(timeout=120) and not callback.errors
+    assert [p.name for p in work.iterdir()][0].startswith("tensorferry-callback-")
+    del callback
+    gc.collect()
+    assert list(work.iterdir()) == []
+    assert hub.commits(repo)[0].title == "Training in progress, epoch 1"
