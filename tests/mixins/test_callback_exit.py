@@ -81,8 +81,11 @@ def test_a_callback_dropped_without_close_removes_its_folder(hub, tmp_path) -> N
     repo, work = hub.repo("dropped"), tmp_path / "work"
     callback = PushToHubCallback(repo, frameworks=["pt"], token=hub.token, quiet=True, work_dir=work)
     callback.on_epoch(twins.torch_model(), 1)
+    worker = callback._thread  # its frame holds the callback until the thread has returned
     assert callback.wait(timeout=120) and not callback.errors
     assert [p.name for p in work.iterdir()][0].startswith("tensorferry-callback-")
+    if worker is not None:
+        worker.join(timeout=60)
     del callback
     gc.collect()
     assert list(work.iterdir()) == []
