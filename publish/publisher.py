@@ -224,7 +224,8 @@ def _staging(work_dir: str | Path | None) -> Iterator[Path]:
 def _hashing(paths: list[Path]) -> Iterator[dict[Path, Future[FileDigest]]]:
     """Digests of the files published as they are, computed on a thread while the conversion runs: the
     upload needs their sha256, and reading them afterwards would be a pass of its own.  A source in
-    the HF cache is not read at all: its blob is named after its sha256.  Leaving the block early (an error, Ctrl-C) drops the ones not started and stops the one running."""
+    the HF cache is not read at all: its blob is named after its sha256.  Leaving the block early
+    (an error, Ctrl-C) drops the ones not started and stops the one running."""
     stop = threading.Event()
     pool = ThreadPoolExecutor(1, thread_name_prefix="tensorferry-hash")
     try:

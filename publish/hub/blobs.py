@@ -114,13 +114,14 @@ class BlobStore:
             # The disk writes while the hash reads the page cache: the client waits for the longer of
             # the two, not their sum (a third less for a large object).
             failed: list[OSError] = []
-            syncing = threading.Thread(target=_fsync_into, args=(f.fileno(), failed), name="hub-fsync")
+            syncing = None
             if self.durable:
+                syncing = threading.Thread(target=_fsync_into, args=(f.fileno(), failed), name="hub-fsync")
                 syncing.start()
             try:
                 hashing = HashingWriter(None).read(f)
             finally:
-                if self.durable:
+                if syncing is not None:
                     syncing.join()
             if failed:  # not durable: nothing may refer to this object
                 raise failed[0]
