@@ -59,7 +59,8 @@ def digest(path: Path, stop: threading.Event | None = None) -> FileDigest:
 def cached_digest(path: Path) -> FileDigest | None:
     """The digest of an LFS file in the HF cache, read from its name: huggingface_hub stores it as
     ``models--…/blobs/<sha256>`` (the Hub's ``X-Linked-Etag``), so a multi-GB source republished from
-    the cache is not read again.  None for any other file (hash it with ``digest``).
+    the cache is not read again.  None for any other file (hash it with ``digest``).  It trusts the
+    name, as huggingface_hub does: never use it to check a download (``digest`` reads the bytes).
 
     >>> import tempfile
     >>> blob = Path(tempfile.mkdtemp()) / "models--acme--tiny" / "blobs" / ("ab" * 32)

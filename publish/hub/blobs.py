@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -110,21 +110,14 @@ class BlobStore:
 
     def hash_and_sync(self, path: Path) -> tuple[str, int]:
         """(sha256, size) of a file written in pieces, made durable before anything refers to it."""
-        with open(path, "rb", buffering=0) as f:
-            # The disk writes while the hash reads the page cache: the client waits for the longer of
-            # the two, not their sum (a third less for a large object).
-            failed: list[OSError] = []
-            syncing = None
-            if self.durable:
-                syncing = threading.Thread(target=_fsync_into, args=(f.fileno(), failed), name="hub-fsync")
-                syncing.start()
-            try:
-                hashing = HashingWriter(None).read(f)
-            finally:
-                if syncing is not None:
-                    syncing.join()
-            if failed:  # not durable: nothing may refer to this object
-                raise failed[0]
+        # The disk writes while the hash reads the page cache: the client waits for the longer of the
+        # two, not their sum (a third less for a large object).  The pool waits for the fsync whatever
+        # happens, and .result() raises its error: an object not made durable is never referred to.
+        with open(path, "rb", buffering=0) as f, ThreadPoolExecutor(1, thread_name_prefix="hub-fsync") as pool:
+            synced = pool.submit(os.fsync, f.fileno()) if self.durable else None
+            hashing = HashingWriter(None).read(f)
+            if synced is not None:
+                synced.result()
         return hashing.digest().sha256, hashing.size
 
     def open_content(self, sha1: str, lfs_oid: str | None) -> Path:
@@ -143,13 +136,6 @@ class BlobStore:
                     break
                 left -= len(chunk)
                 yield chunk
-
-
-def _fsync_into(fd: int, failed: list[OSError]) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as e:
-        failed.append(e)
 
 
 def _fsync_dir(path: Path) -> None:
